@@ -1,0 +1,179 @@
+/**
+ * The configuration file's shape (DESIGN §3). Parsed once into a compiled config with every default
+ * filled and durations in milliseconds; nothing downstream sees raw input.
+ */
+import { validate as validateCron } from 'node-cron';
+import { z } from 'zod';
+import { parseDurationMs } from './duration.ts';
+
+const SECRET_REF = /^secret:\/\/[A-Za-z0-9][A-Za-z0-9._-]{0,126}$/;
+const ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** A string that may be a literal or a `secret://NAME` reference. */
+const secretable = z
+  .string()
+  .min(1)
+  .refine((v) => !v.startsWith('secret://') || SECRET_REF.test(v), {
+    message: 'secret references look like secret://NAME (letters, digits, dot, dash, underscore)',
+  });
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDurationMs(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (use 500ms, 30s, 15m, 2h, 1d)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const id = (what: string) =>
+  z.string().regex(ID, `${what} ids are 1-63 lower-case letters, digits, "_" or "-", starting with a letter or digit`);
+
+const postgresConnection = z.strictObject({
+  dialect: z.literal('postgres'),
+  url: secretable.optional(),
+  host: z.string().optional(),
+  port: z.number().int().positive().optional(),
+  database: z.string().optional(),
+  user: z.string().optional(),
+  password: secretable.optional(),
+  ssl: z
+    .union([z.boolean(), z.strictObject({ rejectUnauthorized: z.boolean().default(true), ca: secretable.optional() })])
+    .optional(),
+  poolMax: z.number().int().positive().default(10),
+  statementTimeout: duration.optional(),
+});
+
+const mssqlConnection = z.strictObject({
+  dialect: z.literal('mssql'),
+  url: secretable.optional(),
+  host: z.string().optional(),
+  port: z.number().int().positive().optional(),
+  instanceName: z.string().optional(),
+  database: z.string().optional(),
+  user: z.string().optional(),
+  password: secretable.optional(),
+  /** TLS is on unless an operator turns it off (DESIGN §2). */
+  encrypt: z.boolean().default(true),
+  trustServerCertificate: z.boolean().default(false),
+  poolMax: z.number().int().positive().default(10),
+  connectTimeout: duration.default(15_000),
+  requestTimeout: duration.default(0),
+});
+
+export const connectionSchema = z
+  .discriminatedUnion('dialect', [postgresConnection, mssqlConnection])
+  .superRefine((c, ctx) => {
+    if (c.url === undefined && c.host === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['host'], message: 'give either url or host (with database, user, password)' });
+    }
+  });
+
+const sourceSchema = z
+  .strictObject({
+    id: id('source'),
+    connection: z.string().min(1),
+    table: z.string().min(1).optional(),
+    query: z.string().min(1).optional(),
+    key: z.array(z.string().min(1)).min(1).optional(),
+    columns: z
+      .strictObject({ include: z.array(z.string().min(1)).optional(), exclude: z.array(z.string().min(1)).optional() })
+      .default({}),
+    schedule: z
+      .string()
+      .refine((expr) => validateCron(expr), { message: 'not a valid cron expression' })
+      .optional(),
+    every: duration.optional(),
+    jitter: duration.default(0),
+    batch: z
+      .strictObject({
+        maxRows: z.number().int().positive().default(5_000),
+        maxBytes: z.number().int().positive().default(4 * 1024 * 1024),
+      })
+      .default({ maxRows: 5_000, maxBytes: 4 * 1024 * 1024 }),
+    onSchemaChange: z.enum(['resync', 'fail']).default('resync'),
+    maxDeletePercent: z.number().min(0).max(100).default(50),
+  })
+  .superRefine((s, ctx) => {
+    if ((s.table === undefined) === (s.query === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['table'], message: 'give exactly one of table or query' });
+    }
+    if (s.query !== undefined && s.key === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['key'], message: 'Required (a query source must name its key columns)' });
+    }
+    if (s.schedule !== undefined && s.every !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['every'], message: 'give either schedule (cron) or every, not both' });
+    }
+  });
+
+const tenantSchema = z
+  .strictObject({
+    id: id('tenant'),
+    push: z.strictObject({
+      url: z.url({ protocol: /^https?$/ }),
+      token: secretable.optional(),
+      apiKey: secretable.optional(),
+      apiKeyHeader: z.string().default('X-Api-Key'),
+      maxInFlight: z.number().int().positive().max(64).default(4),
+      timeout: duration.default(30_000),
+      gzipAboveBytes: z.number().int().nonnegative().default(64 * 1024),
+    }),
+    connections: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,63}$/), connectionSchema),
+    sources: z.array(sourceSchema).min(1),
+  })
+  .superRefine((t, ctx) => {
+    const seen = new Set<string>();
+    t.sources.forEach((s, i) => {
+      if (seen.has(s.id)) ctx.addIssue({ code: 'custom', path: ['sources', i, 'id'], message: `duplicate source id "${s.id}"` });
+      seen.add(s.id);
+      if (!(s.connection in t.connections)) {
+        const known = Object.keys(t.connections).join(', ') || 'none';
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sources', i, 'connection'],
+          message: `unknown connection "${s.connection}" (tenant's connections: ${known})`,
+        });
+      }
+    });
+  });
+
+export const configSchema = z
+  .strictObject({
+    control: connectionSchema,
+    keyVault: z.strictObject({ url: z.url(), cacheTtl: duration.default(300_000) }).optional(),
+    secrets: z.strictObject({ dirs: z.array(z.string().min(1)).default([]) }).default({ dirs: [] }),
+    telemetry: z
+      .strictObject({
+        logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        appInsights: secretable.optional(),
+        prometheus: z.strictObject({ port: z.number().int().min(0).max(65535).default(9464) }).optional(),
+        roleName: z.string().default('cdc-sync-agent'),
+      })
+      .default({ logLevel: 'info', roleName: 'cdc-sync-agent' }),
+    worker: z
+      .strictObject({
+        concurrency: z.number().int().positive().max(64).default(2),
+        leaseSeconds: z.number().int().min(5).max(3600).default(60),
+        maxAttempts: z.number().int().positive().default(8),
+        drainGraceSeconds: z.number().int().min(0).default(30),
+        pollInterval: duration.default(1_000),
+        healthPort: z.number().int().min(0).max(65535).default(8080),
+      })
+      .default({ concurrency: 2, leaseSeconds: 60, maxAttempts: 8, drainGraceSeconds: 30, pollInterval: 1_000, healthPort: 8080 }),
+    tenants: z.array(tenantSchema).default([]),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.tenants.forEach((t, i) => {
+      if (seen.has(t.id)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant id "${t.id}"` });
+      seen.add(t.id);
+    });
+  });
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type ConnectionConfig = z.output<typeof connectionSchema>;
+export type PostgresConnectionConfig = Extract<ConnectionConfig, { dialect: 'postgres' }>;
+export type MssqlConnectionConfig = Extract<ConnectionConfig, { dialect: 'mssql' }>;
+export type TenantConfig = ParsedConfig['tenants'][number];
+export type SourceConfig = TenantConfig['sources'][number];

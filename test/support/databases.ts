@@ -1,0 +1,97 @@
+/**
+ * Per-file test databases on the servers that global-setup started. Each test file gets its own
+ * database, so files run in parallel without seeing each other's rows.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, inject } from 'vitest';
+import type { ConnectionConfig } from '../../src/config/schema.ts';
+import { connect } from '../../src/dialect/connect.ts';
+import type { Db, DialectName } from '../../src/dialect/types.ts';
+
+export interface DialectUnderTest {
+  dialect: DialectName;
+  /** Why this dialect's suite is skipped here, or null when its server runs. */
+  skipReason: string | null;
+}
+
+export function dialectsUnderTest(): DialectUnderTest[] {
+  return [
+    { dialect: 'postgres', skipReason: null },
+    { dialect: 'mssql', skipReason: inject('mssqlSkipReason') },
+  ];
+}
+
+/**
+ * `describe.each` over both dialects; a dialect without a server is reported as skipped, with the
+ * reason in the suite's title, never as passed.
+ */
+export function describeEachDialect(title: string, body: (dialect: DialectName) => void): void {
+  for (const d of dialectsUnderTest()) {
+    if (d.skipReason) describe.skip(`${title} [${d.dialect}] (skipped: ${d.skipReason})`, () => body(d.dialect));
+    else describe(`${title} [${d.dialect}]`, () => body(d.dialect));
+  }
+}
+
+export function adminConnection(dialect: DialectName): ConnectionConfig {
+  if (dialect === 'postgres') return { dialect: 'postgres', url: inject('pgAdminUrl'), poolMax: 2 };
+  const url = inject('mssqlAdminUrl');
+  if (!url) throw new Error(inject('mssqlSkipReason') ?? 'no SQL Server');
+  return { dialect: 'mssql', url, encrypt: true, trustServerCertificate: true, poolMax: 2, connectTimeout: 30_000, requestTimeout: 120_000 };
+}
+
+export function withDatabase(config: ConnectionConfig, database: string, poolMax = 10): ConnectionConfig {
+  if (config.dialect === 'postgres') {
+    const url = new URL(config.url!);
+    url.pathname = `/${database}`;
+    return { ...config, url: url.toString(), poolMax };
+  }
+  const url = new URL(config.url!);
+  url.pathname = `/${database}`;
+  return { ...config, url: url.toString(), poolMax };
+}
+
+export interface TestDatabase {
+  dialect: DialectName;
+  name: string;
+  config: ConnectionConfig;
+  /** A URL for CLI processes and configuration files. */
+  url: string;
+  db: Db;
+  drop(): Promise<void>;
+}
+
+/** A fresh, empty database on the dialect's test server. Call `drop()` in afterAll. */
+export async function createTestDatabase(dialect: DialectName, label: string, poolMax = 10): Promise<TestDatabase> {
+  const name = `cdc_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase().slice(0, 30)}_${randomBytes(4).toString('hex')}`;
+  const adminConfig = adminConnection(dialect);
+  const admin = await connect(adminConfig);
+  try {
+    if (dialect === 'postgres') await admin.execute(`CREATE DATABASE ${admin.quote(name)}`);
+    else {
+      await admin.execute(`CREATE DATABASE ${admin.quote(name)}`);
+      // The agent's claim query relies on READPAST working with RCSI on; test with it on.
+      await admin.execute(`ALTER DATABASE ${admin.quote(name)} SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE`);
+    }
+  } finally {
+    await admin.close();
+  }
+  const config = withDatabase(adminConfig, name, poolMax);
+  const db = await connect(config);
+  return {
+    dialect,
+    name,
+    config,
+    url: (config as { url: string }).url,
+    db,
+    async drop() {
+      await db.close().catch(() => {});
+      const again = await connect(adminConfig);
+      try {
+        if (dialect === 'postgres') await again.execute(`DROP DATABASE IF EXISTS ${again.quote(name)} WITH (FORCE)`);
+        else await again.execute(`ALTER DATABASE ${again.quote(name)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ${again.quote(name)}`);
+      } finally {
+        await again.close();
+      }
+    },
+  };
+}
