@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, SecretNotFoundError } from '../errors/errors.ts';
-import { configSchema, type ParsedConfig } from './schema.ts';
+import { configSchema, crossCheck, type ParsedConfig } from './schema.ts';
 import { EnvSecretProvider, FileSecretProvider, SecretResolver, type SecretProvider } from './secrets.ts';
 
 export const DEFAULT_CONFIG_PATH = './cdc-agent.yaml';
@@ -54,10 +54,11 @@ function formatIssue(issue: z.core.$ZodIssue): string {
 /** Validate an already-parsed document. Every problem is reported at once. */
 export function compileConfig(raw: unknown, path = '(inline)'): CompiledConfig {
   const result = configSchema.safeParse(raw ?? {}, { reportInput: true });
-  if (!result.success) {
-    const problems = result.error.issues.flatMap((i) => formatIssue(i).split('\n'));
-    throw new ConfigError(problems, `Invalid configuration in ${path}`);
-  }
+  const problems = [
+    ...(result.success ? [] : result.error.issues.flatMap((i) => formatIssue(i).split('\n'))),
+    ...crossCheck(raw).map((p) => `${formatPath(p.path)}: ${p.message}`),
+  ];
+  if (!result.success || problems.length > 0) throw new ConfigError(problems, `Invalid configuration in ${path}`);
   const parsed = result.data;
   const leaseMs = parsed.worker.leaseSeconds * 1000;
   return {

@@ -120,21 +120,6 @@ const tenantSchema = z
     }),
     connections: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,63}$/), connectionSchema),
     sources: z.array(sourceSchema).min(1),
-  })
-  .superRefine((t, ctx) => {
-    const seen = new Set<string>();
-    t.sources.forEach((s, i) => {
-      if (seen.has(s.id)) ctx.addIssue({ code: 'custom', path: ['sources', i, 'id'], message: `duplicate source id "${s.id}"` });
-      seen.add(s.id);
-      if (!(s.connection in t.connections)) {
-        const known = Object.keys(t.connections).join(', ') || 'none';
-        ctx.addIssue({
-          code: 'custom',
-          path: ['sources', i, 'connection'],
-          message: `unknown connection "${s.connection}" (tenant's connections: ${known})`,
-        });
-      }
-    });
   });
 
 export const configSchema = z
@@ -161,13 +146,6 @@ export const configSchema = z
       })
       .default({ concurrency: 2, leaseSeconds: 60, maxAttempts: 8, drainGraceSeconds: 30, pollInterval: 1_000, healthPort: 8080 }),
     tenants: z.array(tenantSchema).default([]),
-  })
-  .superRefine((c, ctx) => {
-    const seen = new Set<string>();
-    c.tenants.forEach((t, i) => {
-      if (seen.has(t.id)) ctx.addIssue({ code: 'custom', path: ['tenants', i, 'id'], message: `duplicate tenant id "${t.id}"` });
-      seen.add(t.id);
-    });
   });
 
 export type RawConfig = z.input<typeof configSchema>;
@@ -177,3 +155,39 @@ export type PostgresConnectionConfig = Extract<ConnectionConfig, { dialect: 'pos
 export type MssqlConnectionConfig = Extract<ConnectionConfig, { dialect: 'mssql' }>;
 export type TenantConfig = ParsedConfig['tenants'][number];
 export type SourceConfig = TenantConfig['sources'][number];
+
+export interface CrossProblem {
+  path: PropertyKey[];
+  message: string;
+}
+
+function records(value: unknown): Array<Record<string, unknown>> {
+  return Array.isArray(value) ? value.map((v) => (v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : {})) : [];
+}
+
+/**
+ * Checks that span several settings (unique ids, references between sections). They run on the raw
+ * document even when other settings are invalid, so that every problem is reported at once.
+ */
+export function crossCheck(raw: unknown): CrossProblem[] {
+  const problems: CrossProblem[] = [];
+  const root = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
+  const tenantIds = new Set<unknown>();
+  records(root.tenants).forEach((tenant, t) => {
+    if (tenantIds.has(tenant.id)) problems.push({ path: ['tenants', t, 'id'], message: `duplicate tenant id "${String(tenant.id)}"` });
+    tenantIds.add(tenant.id);
+    const connections = tenant.connections !== null && typeof tenant.connections === 'object' ? Object.keys(tenant.connections) : [];
+    const sourceIds = new Set<unknown>();
+    records(tenant.sources).forEach((source, s) => {
+      if (sourceIds.has(source.id)) problems.push({ path: ['tenants', t, 'sources', s, 'id'], message: `duplicate source id "${String(source.id)}"` });
+      sourceIds.add(source.id);
+      if (typeof source.connection === 'string' && !connections.includes(source.connection)) {
+        problems.push({
+          path: ['tenants', t, 'sources', s, 'connection'],
+          message: `unknown connection "${source.connection}" (tenant's connections: ${connections.join(', ') || 'none'})`,
+        });
+      }
+    });
+  });
+  return problems;
+}
