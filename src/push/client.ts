@@ -1,0 +1,185 @@
+/**
+ * The Data Push API client for one tenant (DESIGN §6): axios over keep-alive agents, at most
+ * `push.maxInFlight` requests in flight (p-queue), each attempt bounded by `push.timeout`, bodies gzipped
+ * above `push.gzipAboveBytes`, retried with p-retry by class: 429/503 wait for `Retry-After`; 408, 409,
+ * 5xx, resets and timeouts back off exponentially; 413 and other 4xx are returned to the caller at once.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import PQueue from 'p-queue';
+import pRetry from 'p-retry';
+import type { TenantConfig } from '../config/schema.ts';
+import { CdcError, type ErrorContext } from '../errors/errors.ts';
+import { classifyError, classifyHttpStatus } from '../errors/classify.ts';
+import { batchesPath, completePath, type BatchAccepted, type CompleteBody, type RunCompleted } from './contract.ts';
+import { PayloadTooLargeError, PushRejectedError, PushUnavailableError, parseRetryAfter } from './errors.ts';
+
+const gzipAsync = promisify(gzip);
+
+export interface RetryOptions {
+  /** Retries after the first attempt, for retryable failures. */
+  retries: number;
+  /** First backoff; doubles per retry, with jitter, up to maxBackoffMs. */
+  minBackoffMs: number;
+  maxBackoffMs: number;
+  /** Longest `Retry-After` honoured; longer ones are cut to this. */
+  maxRetryAfterMs: number;
+}
+
+export const DEFAULT_RETRY: RetryOptions = { retries: 8, minBackoffMs: 500, maxBackoffMs: 30_000, maxRetryAfterMs: 300_000 };
+
+export interface Sent<T> {
+  body: T;
+  status: number;
+  /** Attempts it took, 1 when the first one was accepted. */
+  attempts: number;
+}
+
+export interface PushClient {
+  readonly tenant: string;
+  readonly baseUrl: string;
+  /** POST a batch body (already framed JSON) under its idempotency key. */
+  postBatch(dataset: string, idempotencyKey: string, body: string, options?: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<BatchAccepted>>;
+  postComplete(dataset: string, body: CompleteBody, options?: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<RunCompleted>>;
+  close(): void;
+}
+
+/** The receiver's own words from an error response: `message`, else `error`, else the text. */
+function receiverMessage(response: AxiosResponse<string>): string {
+  const text = typeof response.data === 'string' ? response.data : String(response.data ?? '');
+  try {
+    const parsed = JSON.parse(text) as { message?: unknown; error?: unknown };
+    const message = typeof parsed.message === 'string' ? parsed.message : typeof parsed.error === 'string' ? parsed.error : undefined;
+    if (message !== undefined) return message.slice(0, 2_000);
+  } catch {
+    // not JSON: use the text
+  }
+  return text.slice(0, 2_000) || `HTTP ${response.status}`;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason as Error);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptions> = {}): PushClient {
+  const policy = { ...DEFAULT_RETRY, ...retry };
+  const push = tenant.push;
+  const baseUrl = push.url.replace(/\/+$/, '');
+  const agentOptions = { keepAlive: true, maxSockets: push.maxInFlight, maxFreeSockets: push.maxInFlight };
+  const httpAgent = new http.Agent(agentOptions);
+  const httpsAgent = new https.Agent(agentOptions);
+  const auth: Record<string, string> =
+    push.token !== undefined ? { Authorization: `Bearer ${push.token}` } : push.apiKey !== undefined ? { [push.apiKeyHeader]: push.apiKey } : {};
+  const api: AxiosInstance = axios.create({
+    baseURL: baseUrl,
+    httpAgent,
+    httpsAgent,
+    timeout: push.timeout,
+    maxBodyLength: Infinity,
+    maxContentLength: 16 * 1024 * 1024,
+    maxRedirects: 0,
+    responseType: 'text',
+    transformResponse: [(data: unknown) => data],
+    validateStatus: () => true,
+    headers: { 'User-Agent': 'cdc-sync-agent', Accept: 'application/json', ...auth },
+  });
+  const queue = new PQueue({ concurrency: push.maxInFlight });
+
+  async function post<T>(path: string, idempotencyKey: string, json: string, what: string, options: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<T>> {
+    const raw = Buffer.from(json, 'utf8');
+    const gzipped = raw.length > push.gzipAboveBytes;
+    const body = gzipped ? await gzipAsync(raw) : raw;
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey };
+    if (gzipped) headers['Content-Encoding'] = 'gzip';
+    const context = { tenant: tenant.id, ...options.context };
+    let attempts = 0;
+
+    const attempt = async (): Promise<Sent<T>> => {
+      attempts++;
+      let response: AxiosResponse<string>;
+      try {
+        response = await queue.add(() => api.post<string>(path, body, { headers, ...(options.signal ? { signal: options.signal } : {}) }));
+      } catch (error) {
+        if (options.signal?.aborted) throw options.signal.reason ?? error;
+        const { retryable, reason } = classifyError(error);
+        const detail = error instanceof Error ? error.message : String(error);
+        if (!retryable) throw new PushRejectedError(`${what} failed (${reason}): ${detail}`, { status: 0, receiverMessage: detail, context });
+        throw new PushUnavailableError(`${what} failed (${reason}): ${detail}`, { cause: error, context });
+      }
+      const status = response.status;
+      if (status >= 200 && status < 300) {
+        let parsed: T;
+        try {
+          parsed = (response.data ? JSON.parse(response.data) : {}) as T;
+        } catch {
+          parsed = {} as T;
+        }
+        return { body: parsed, status, attempts };
+      }
+      const message = receiverMessage(response);
+      if (status === 413) {
+        throw new PayloadTooLargeError(`${what}: the receiver refused ${body.length} bytes as too large (413): ${message}`, { bytes: body.length, context });
+      }
+      const { retryable, reason } = classifyHttpStatus(status);
+      if (!retryable) {
+        throw new PushRejectedError(`${what} was rejected by the receiver with HTTP ${status}: ${message}`, { status, receiverMessage: message, context });
+      }
+      const retryAfter = status === 429 || status === 503 ? parseRetryAfter(response.headers['retry-after'] as string | undefined) : undefined;
+      throw new PushUnavailableError(`${what} failed (${reason}, HTTP ${status}): ${message}`, {
+        status,
+        ...(retryAfter !== undefined ? { retryAfterMs: Math.min(retryAfter, policy.maxRetryAfterMs) } : {}),
+        context,
+      });
+    };
+
+    return pRetry(attempt, {
+      retries: policy.retries,
+      minTimeout: policy.minBackoffMs,
+      maxTimeout: policy.maxBackoffMs,
+      factor: 2,
+      randomize: true,
+      ...(options.signal ? { signal: options.signal } : {}),
+      shouldRetry: ({ error }) => error instanceof CdcError && error.retryable && !options.signal?.aborted,
+      onFailedAttempt: async ({ error }) => {
+        // The receiver said when: wait that long before the (short) backoff.
+        if (error instanceof PushUnavailableError && error.retryAfterMs !== undefined) await sleep(error.retryAfterMs, options.signal);
+      },
+    });
+  }
+
+  return {
+    tenant: tenant.id,
+    baseUrl,
+    postBatch(dataset, idempotencyKey, body, options = {}) {
+      return post<BatchAccepted>(batchesPath(tenant.id, dataset), idempotencyKey, body, `Pushing ${idempotencyKey} to ${tenant.id}/${dataset}`, options);
+    },
+    postComplete(dataset, body, options = {}) {
+      return post<RunCompleted>(
+        completePath(tenant.id, dataset, body.runId),
+        `${body.runId}.complete`,
+        JSON.stringify(body),
+        `Completing run ${body.runId} of ${tenant.id}/${dataset}`,
+        options,
+      );
+    },
+    close() {
+      queue.clear();
+      httpAgent.destroy();
+      httpsAgent.destroy();
+    },
+  };
+}

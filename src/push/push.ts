@@ -1,0 +1,148 @@
+/**
+ * The push stage (DESIGN §5 step 4): send every pending batch of a run, up to `push.maxInFlight` at once, in
+ * any order (a run touches each key once). On a 2xx the batch is marked acked and applied to staging in one
+ * fenced transaction (Invariant I1). A 413 splits the batch into deterministic halves. After the last batch,
+ * the run-completion call carries the counts so the receiver can reconcile.
+ */
+import PQueue from 'p-queue';
+import { listBatches, countChanges, type RecordedBatch } from '../batching/batches.ts';
+import { readChanges } from '../batching/change-set.ts';
+import type { SourceConfig, TenantConfig } from '../config/schema.ts';
+import type { Db, Queryable } from '../dialect/types.ts';
+import { toCdcError } from '../errors/classify.ts';
+import { PermanentError, type ErrorContext } from '../errors/errors.ts';
+import type { SourceSchema } from '../snapshot/schema.ts';
+import { sourceTables } from '../snapshot/source-tables.ts';
+import { createPushClient, type PushClient } from './client.ts';
+import { frameBatch, idempotencyKey, wireSchema, type PushMode } from './contract.ts';
+import { PayloadTooLargeError } from './errors.ts';
+import { ackAndApply } from './staging.ts';
+
+/** The queue's lease fencing: runs `fn` in a transaction that only commits while this worker holds the lease. */
+export type Fence = <T>(fn: (tx: Queryable) => Promise<T>) => Promise<T>;
+
+export interface PushProgress {
+  batchesAcked: number;
+  batches: number;
+  /** Changes acknowledged so far. */
+  rows: number;
+}
+
+export interface PushResult {
+  batches: number;
+  upserts: number;
+  deletes: number;
+  /** Requests the receiver answered as already applied (a replayed idempotency key). */
+  replays: number;
+}
+
+export interface PushRunArgs {
+  controlDb: Db;
+  tenant: TenantConfig;
+  source: SourceConfig;
+  runId: string;
+  mode: PushMode;
+  schema: SourceSchema;
+  sourceRows: number;
+  fence: Fence;
+  onProgress?: (progress: PushProgress) => void;
+  signal?: AbortSignal;
+  /** A shared client for the tenant; one is made (and closed) for this run when absent. */
+  client?: PushClient;
+}
+
+/** The two deterministic halves of a list: the first has the extra element when the length is odd. */
+export function halves<T>(items: readonly T[]): [T[], T[]] {
+  const mid = Math.ceil(items.length / 2);
+  return [items.slice(0, mid), items.slice(mid)];
+}
+
+export async function pushRun(args: PushRunArgs): Promise<PushResult> {
+  const { controlDb: db, tenant, source, runId, schema } = args;
+  if (args.client && args.client.tenant !== tenant.id) {
+    // Invariant I4: a client carries one tenant's endpoint and credentials.
+    throw new PermanentError(`push client for tenant ${args.client.tenant} was given a run of tenant ${tenant.id}`);
+  }
+  const client = args.client ?? createPushClient(tenant);
+  const tables = sourceTables(tenant.id, source.id);
+  const context: ErrorContext = { tenant: tenant.id, source: source.id, runId };
+  const wire = wireSchema(schema);
+  const schemaJson = JSON.stringify(wire);
+  const target = { staging: tables.staging, changes: tables.changes, schema };
+
+  try {
+    const all = await listBatches(db, runId);
+    const pending = all.filter((b) => b.status === 'pending');
+    let acked = all.length - pending.length;
+    let rows = all.filter((b) => b.status === 'acked').reduce((n, b) => n + b.rows, 0);
+    let replays = 0;
+    let failure: unknown;
+    const stopped = () => failure !== undefined || args.signal?.aborted === true;
+
+    const send = async (batch: RecordedBatch, entries: string[], part: string | undefined): Promise<number> => {
+      if (stopped()) throw failure ?? args.signal?.reason;
+      const key = idempotencyKey(runId, batch.batchNo, part);
+      const body = frameBatch({ runId, mode: args.mode, batch: batch.batchNo, ...(part !== undefined ? { part } : {}), schemaJson }, entries);
+      try {
+        const sent = await client.postBatch(source.id, key, body, { ...(args.signal ? { signal: args.signal } : {}), context });
+        if (sent.body.status === 'duplicate') replays++;
+        return sent.attempts;
+      } catch (error) {
+        if (!(error instanceof PayloadTooLargeError)) throw error;
+        if (entries.length <= 1) {
+          throw new PermanentError(
+            `Batch ${batch.batchNo} of run ${runId} (${tenant.id}/${source.id}) holds a single change of ${error.bytes} bytes, over the receiver's body limit; ` +
+              'raise the receiver limit or exclude the large column.',
+            { cause: error, context },
+          );
+        }
+        const [first, second] = halves(entries);
+        const a = await send(batch, first, part === undefined ? '1' : `${part}.1`);
+        const b = await send(batch, second, part === undefined ? '2' : `${part}.2`);
+        return 1 + a + b;
+      }
+    };
+
+    const pushBatch = async (batch: RecordedBatch): Promise<void> => {
+      const entries: string[] = [];
+      for await (const change of readChanges(db, tables.changes, schema, { first: batch.firstSeq, last: batch.lastSeq })) entries.push(change.entry);
+      if (entries.length !== batch.rows) {
+        throw new PermanentError(
+          `Batch ${batch.batchNo} of run ${runId} should hold ${batch.rows} changes but the change table has ${entries.length}; the change table was rewritten under a running push.`,
+          { context },
+        );
+      }
+      const attempts = await send(batch, entries, undefined);
+      await args.fence((tx) => ackAndApply(db, tx, target, { runId, batchNo: batch.batchNo, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, attempts }));
+      acked++;
+      rows += batch.rows;
+      args.onProgress?.({ batchesAcked: acked, batches: all.length, rows });
+    };
+
+    const queue = new PQueue({ concurrency: tenant.push.maxInFlight });
+    for (const batch of pending) {
+      void queue.add(async () => {
+        if (stopped()) return;
+        try {
+          await pushBatch(batch);
+        } catch (error) {
+          // The first failure stops the run: no later batch is sent (those in flight finish and are acked).
+          failure ??= error;
+        }
+      });
+    }
+    await queue.onIdle();
+    args.signal?.throwIfAborted();
+    if (failure !== undefined) throw toCdcError(failure, `Pushing run ${runId} of ${tenant.id}/${source.id}`, context);
+
+    const { upserts, deletes } = await countChanges(db, tenant.id, source.id);
+    await client.postComplete(
+      source.id,
+      { runId, mode: args.mode, schemaVersion: wire.version, batches: all.length, upserts, deletes, sourceRows: args.sourceRows },
+      { ...(args.signal ? { signal: args.signal } : {}), context },
+    );
+    return { batches: all.length, upserts, deletes, replays };
+  } finally {
+    if (!args.client) client.close();
+  }
+}
