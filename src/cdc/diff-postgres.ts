@@ -1,0 +1,38 @@
+/**
+ * PostgreSQL diff. Exactness: string columns of the control tables use COLLATE "C" (byte comparison), and
+ * the row comparison is `ROW(...) IS DISTINCT FROM ROW(...)`, which is NULL-safe (NULL vs NULL is equal,
+ * NULL vs value is a change). Numeric columns have a fixed scale, bytea compares bytes, timestamps compare
+ * exactly at their precision. The FULL JOIN on the key is one hash join over both tables (DESIGN §10).
+ */
+import type { Db, QualifiedName } from '../dialect/types.ts';
+import type { SourceSchema } from '../snapshot/schema.ts';
+import { fullJoinSelect, heldDeletes, keyJoin, numbered, type DiffSql, type DiffTables } from './diff-sql.ts';
+
+export const postgresDiff: DiffSql = {
+  badKey(db: Db, t: DiffTables, schema: SourceSchema): string {
+    const keys = schema.key.map((k) => db.quote(k));
+    const cols = keys.map((k, i) => `${k} AS k${i}`).join(', ');
+    const nullKey = keys.map((k) => `${k} IS NULL`).join(' OR ');
+    return `SELECT ${cols}, count(*)::int AS n FROM ${db.table(t.snapshot)} GROUP BY ${keys.join(', ')} HAVING count(*) > 1 OR ${nullKey} LIMIT 1`;
+  },
+
+  anyRow(db: Db, table: QualifiedName): string {
+    return `SELECT 1 AS one FROM ${db.table(table)} LIMIT 1`;
+  },
+
+  allUpserts(db: Db, t: DiffTables, schema: SourceSchema): string {
+    const cols = schema.columns.map((c, i) => `${db.quote(c.name)} AS c${i}`).join(', ');
+    return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)}`);
+  },
+
+  changes(db: Db, t: DiffTables, schema: SourceSchema): string {
+    const first = db.quote(schema.key[0]!);
+    const rest = schema.columns.filter((c) => !schema.key.includes(c.name)).map((c) => db.quote(c.name));
+    const differs = rest.length === 0 ? '' : ` OR ROW(${rest.map((c) => `s.${c}`).join(', ')}) IS DISTINCT FROM ROW(${rest.map((c) => `t.${c}`).join(', ')})`;
+    const derived =
+      `SELECT ${fullJoinSelect(db, schema)} FROM ${db.table(t.snapshot)} AS s FULL JOIN ${db.table(t.staging)} AS t ON ${keyJoin(db, schema, 's', 't')}` +
+      ` WHERE s.${first} IS NULL OR t.${first} IS NULL${differs}` +
+      heldDeletes(db, t, schema);
+    return numbered(db, t, schema, derived);
+  },
+};

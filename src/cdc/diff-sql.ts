@@ -1,0 +1,62 @@
+/**
+ * The diff's statements differ between dialects only in how "equal" is spelled and how one row is
+ * limited; one adapter per dialect (diff-postgres.ts, diff-mssql.ts), same shape. Both write into the
+ * change table: seq (1..N in key order), op ('U' | 'D'), batch_no NULL, then every source column; a 'D'
+ * row carries only the key.
+ */
+import type { ColumnSpec, Db, QualifiedName } from '../dialect/types.ts';
+import type { SourceSchema } from '../snapshot/schema.ts';
+
+export interface DiffTables {
+  snapshot: QualifiedName;
+  staging: QualifiedName;
+  changes: QualifiedName;
+  /** Keys held from before a schema-drift rebuild, when that table exists. */
+  held: QualifiedName | null;
+}
+
+export interface DiffSql {
+  /** One key that is NULL or occurs more than once in the snapshot (columns k0..kN), or no row. */
+  badKey(db: Db, t: DiffTables, schema: SourceSchema): string;
+  /** A row when staging (or the held keys) has any row; decides the initial-sync fast path. */
+  anyRow(db: Db, table: QualifiedName): string;
+  /** Every snapshot row as an upsert, without a join (staging and held keys are empty). */
+  allUpserts(db: Db, t: DiffTables, schema: SourceSchema): string;
+  /** Snapshot vs staging (and held keys) by key, exactly. */
+  changes(db: Db, t: DiffTables, schema: SourceSchema): string;
+}
+
+/** Shared skeleton: `row_number` over the key order of a derived table with columns op, c0..cN. */
+export function numbered(db: Db, t: DiffTables, schema: SourceSchema, derived: string, opts: { tablock?: string } = {}): string {
+  const keyIndex = schema.key.map((k) => `c${schema.columns.findIndex((c) => c.name === k)}`);
+  const targets = schema.columns.map((c) => db.quote(c.name)).join(', ');
+  const values = schema.columns.map((_c, i) => `d.c${i}`).join(', ');
+  return (
+    `INSERT INTO ${db.table(t.changes)}${opts.tablock ?? ''} (${db.quote('seq')}, ${db.quote('op')}, ${db.quote('batch_no')}, ${targets}) ` +
+    `SELECT row_number() OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}), d.op, NULL, ${values} FROM (${derived}) AS d`
+  );
+}
+
+export function keyJoin(db: Db, schema: SourceSchema, a: string, b: string): string {
+  return schema.key.map((k) => `${a}.${db.quote(k)} = ${b}.${db.quote(k)}`).join(' AND ');
+}
+
+/** The derived table's select list: op, then c0..cN (key from whichever side exists, the rest from the snapshot). */
+export function fullJoinSelect(db: Db, schema: SourceSchema): string {
+  const first = db.quote(schema.key[0]!);
+  const cols = schema.columns.map((c: ColumnSpec, i) =>
+    schema.key.includes(c.name) ? `COALESCE(s.${db.quote(c.name)}, t.${db.quote(c.name)}) AS c${i}` : `s.${db.quote(c.name)} AS c${i}`,
+  );
+  return `CASE WHEN s.${first} IS NULL THEN 'D' ELSE 'U' END AS op, ${cols.join(', ')}`;
+}
+
+/** Deletes for held keys that are neither in the snapshot nor (any more) in staging. */
+export function heldDeletes(db: Db, t: DiffTables, schema: SourceSchema): string {
+  if (!t.held) return '';
+  const cols = schema.columns.map((c, i) => (schema.key.includes(c.name) ? `h.${db.quote(c.name)} AS c${i}` : `NULL AS c${i}`));
+  return (
+    ` UNION ALL SELECT 'D' AS op, ${cols.join(', ')} FROM ${db.table(t.held)} AS h` +
+    ` WHERE NOT EXISTS (SELECT 1 FROM ${db.table(t.snapshot)} AS s WHERE ${keyJoin(db, schema, 's', 'h')})` +
+    ` AND NOT EXISTS (SELECT 1 FROM ${db.table(t.staging)} AS t WHERE ${keyJoin(db, schema, 't', 'h')})`
+  );
+}

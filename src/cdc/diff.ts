@@ -1,0 +1,66 @@
+/**
+ * DESIGN §5 step 2: fill the change table from the snapshot vs staging by key.
+ * Rows only in the snapshot, or different in any column, are upserts ('U'); keys only in staging (or held
+ * from before a schema-drift rebuild) are deletes ('D'). Duplicate or NULL keys in the snapshot fail the run
+ * before anything is written, and staging is never touched here.
+ * The comparison is exact; each dialect's adapter says how (diff-postgres.ts, diff-mssql.ts).
+ */
+import type { SourceConfig } from '../config/schema.ts';
+import type { Db, Row } from '../dialect/types.ts';
+import { PermanentError } from '../errors/errors.ts';
+import { where } from '../snapshot/introspect.ts';
+import type { SourceSchema } from '../snapshot/schema.ts';
+import { heldKeysTable, sourceTables } from '../snapshot/source-tables.ts';
+import { controlSql } from '../snapshot/tables.ts';
+import type { DiffSql, DiffTables } from './diff-sql.ts';
+import { mssqlDiff } from './diff-mssql.ts';
+import { postgresDiff } from './diff-postgres.ts';
+
+function diffSql(db: Db): DiffSql {
+  return db.dialect === 'postgres' ? postgresDiff : mssqlDiff;
+}
+
+/** A key value as it reads in an error message. */
+function showValue(value: unknown): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (Buffer.isBuffer(value)) return `0x${value.toString('hex').slice(0, 64)}`;
+  if (value instanceof Date) return value.toISOString();
+  const text = typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return text.length > 100 ? `${text.slice(0, 100)}…` : text;
+}
+
+export async function computeDiff(args: { controlDb: Db; tenant: string; source: SourceConfig; schema: SourceSchema }): Promise<{ upserts: number; deletes: number }> {
+  const { controlDb: db, tenant, source, schema } = args;
+  const sql = diffSql(db);
+  const names = sourceTables(tenant, source.id);
+  const heldName = heldKeysTable(tenant, source.id);
+  const tables: DiffTables = { ...names, held: (await controlSql(db).tableExists(db, heldName)) ? heldName : null };
+
+  // Nothing from an earlier run may be pushed once this diff has started.
+  await db.execute(`TRUNCATE TABLE ${db.table(names.changes)}`);
+
+  const [bad] = await db.query<Row>(sql.badKey(db, tables, schema));
+  if (bad) {
+    const sample = schema.key.map((k, i) => `${k}=${showValue(bad[`k${i}`])}`).join(', ');
+    const isNull = schema.key.some((_k, i) => bad[`k${i}`] === null || bad[`k${i}`] === undefined);
+    throw new PermanentError(
+      `${where(tenant, source)}: the source has ${isNull ? 'a NULL key' : `a duplicate key (${String(bad.n)} rows)`}, e.g. ${sample}. ` +
+        `Every row needs a unique, non-NULL key (${schema.key.join(', ')}); fix the source data or configure another key. Nothing was pushed.`,
+      { context: { tenant, source: source.id } },
+    );
+  }
+
+  const stagingEmpty = (await db.query(sql.anyRow(db, names.staging))).length === 0;
+  const heldEmpty = tables.held === null || (await db.query(sql.anyRow(db, tables.held))).length === 0;
+  if (stagingEmpty && heldEmpty) {
+    // Initial sync: every row is an upsert; no join is paid for.
+    const upserts = await db.execute(sql.allUpserts(db, tables, schema));
+    return { upserts, deletes: 0 };
+  }
+  await db.execute(sql.changes(db, tables, schema));
+  const counts = await db.query<{ op: string; n: number | string | bigint }>(
+    `SELECT ${db.quote('op')} AS op, count(*) AS n FROM ${db.table(names.changes)} GROUP BY ${db.quote('op')}`,
+  );
+  const count = (op: string) => Number(counts.find((c) => c.op === op)?.n ?? 0);
+  return { upserts: count('U'), deletes: count('D') };
+}

@@ -1,0 +1,39 @@
+/** SQL Server side of control-sql.ts. */
+import type { Db, QualifiedName, Queryable } from '../dialect/types.ts';
+import { quoteQualified } from '../dialect/identifiers.ts';
+import type { ControlSql, StateRow } from './control-sql.ts';
+
+export const mssqlControl: ControlSql = {
+  // A BIN2 collation compares code points, so case and accent differences are differences. It does not
+  // make `=` see trailing spaces (SQL Server pads the shorter operand for every collation); the diff adds
+  // a DATALENGTH comparison for that.
+  exactCollation: 'COLLATE Latin1_General_100_BIN2',
+
+  async tableExists(db: Queryable, name: QualifiedName): Promise<boolean> {
+    const rows = await db.query<{ id: number | null }>(`SELECT OBJECT_ID(@p1, N'U') AS id`, [quoteQualified('mssql', name)]);
+    return rows[0]?.id !== null && rows[0]?.id !== undefined;
+  },
+
+  async rename(db: Db, tx: Queryable, from: QualifiedName, to: QualifiedName): Promise<void> {
+    // sp_rename takes the current (qualified, quoted) name and the bare new name.
+    await tx.execute(`EXEC sp_rename @p1, @p2, N'OBJECT'`, [db.table(from), to.name]);
+  },
+
+  async upsertState(_db: Db, tx: Queryable, row: StateRow): Promise<void> {
+    const s = row.success;
+    // UPDLOCK + HOLDLOCK keeps two replicas from both inserting (the classic safe upsert without MERGE).
+    await tx.execute(
+      `UPDATE dbo.cdc_source_state WITH (UPDLOCK, HOLDLOCK)
+         SET schema_fingerprint = @p3, schema_json = @p4,
+             last_run_id = COALESCE(@p5, last_run_id),
+             last_success_at = CASE WHEN @p5 IS NULL THEN last_success_at ELSE SYSUTCDATETIME() END,
+             last_counts = COALESCE(@p6, last_counts),
+             updated_at = SYSUTCDATETIME()
+       WHERE tenant_id = @p1 AND source_id = @p2;
+       IF @@ROWCOUNT = 0
+         INSERT INTO dbo.cdc_source_state (tenant_id, source_id, schema_fingerprint, schema_json, last_run_id, last_success_at, last_counts)
+         VALUES (@p1, @p2, @p3, @p4, @p5, CASE WHEN @p5 IS NULL THEN NULL ELSE SYSUTCDATETIME() END, @p6);`,
+      [row.tenant, row.source, row.fingerprint, row.schemaJson, s?.runId ?? null, s?.counts ?? null],
+    );
+  },
+};

@@ -1,0 +1,34 @@
+/** PostgreSQL side of control-sql.ts. */
+import type { Db, QualifiedName, Queryable } from '../dialect/types.ts';
+import { quoteQualified } from '../dialect/identifiers.ts';
+import type { ControlSql, StateRow } from './control-sql.ts';
+
+export const postgresControl: ControlSql = {
+  // "C" compares bytes of UTF-8, which is exact and also the fastest comparison PostgreSQL has.
+  exactCollation: 'COLLATE "C"',
+
+  async tableExists(db: Queryable, name: QualifiedName): Promise<boolean> {
+    const rows = await db.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [quoteQualified('postgres', name)]);
+    return rows[0]?.found === true;
+  },
+
+  async rename(db: Db, tx: Queryable, from: QualifiedName, to: QualifiedName): Promise<void> {
+    await tx.execute(`ALTER TABLE ${db.table(from)} RENAME TO ${db.quote(to.name)}`);
+  },
+
+  async upsertState(_db: Db, tx: Queryable, row: StateRow): Promise<void> {
+    const s = row.success;
+    await tx.execute(
+      `INSERT INTO cdc_source_state (tenant_id, source_id, schema_fingerprint, schema_json, last_run_id, last_success_at, last_counts, updated_at)
+       VALUES ($1, $2, $3, $4, $5, CASE WHEN $5::text IS NULL THEN NULL ELSE now() END, $6, now())
+       ON CONFLICT (tenant_id, source_id) DO UPDATE SET
+         schema_fingerprint = EXCLUDED.schema_fingerprint,
+         schema_json = EXCLUDED.schema_json,
+         last_run_id = COALESCE(EXCLUDED.last_run_id, cdc_source_state.last_run_id),
+         last_success_at = COALESCE(EXCLUDED.last_success_at, cdc_source_state.last_success_at),
+         last_counts = COALESCE(EXCLUDED.last_counts, cdc_source_state.last_counts),
+         updated_at = now()`,
+      [row.tenant, row.source, row.fingerprint, row.schemaJson, s?.runId ?? null, s?.counts ?? null],
+    );
+  },
+};

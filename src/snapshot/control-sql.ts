@@ -1,0 +1,26 @@
+/**
+ * The few statements about a source's control tables that differ between dialects. One adapter per
+ * dialect (control-postgres.ts, control-mssql.ts), same shape.
+ */
+import type { Db, QualifiedName, Queryable } from '../dialect/types.ts';
+
+export interface ControlSql {
+  /**
+   * Collation clause for string columns of the snapshot, staging and change tables, so that `=` compares
+   * code points exactly (case and accents matter). See src/cdc/diff-*.ts for trailing spaces.
+   */
+  readonly exactCollation: string;
+  tableExists(db: Queryable, name: QualifiedName): Promise<boolean>;
+  rename(db: Db, tx: Queryable, from: QualifiedName, to: QualifiedName): Promise<void>;
+  /** Insert or update the source's row in cdc_source_state. Parameters: see each adapter. */
+  upsertState(db: Db, tx: Queryable, row: StateRow): Promise<void>;
+}
+
+export interface StateRow {
+  tenant: string;
+  source: string;
+  fingerprint: string;
+  schemaJson: string;
+  /** When set, the run that succeeded: also sets last_run_id, last_success_at = now and last_counts. */
+  success?: { runId: string; counts: string };
+}

@@ -1,0 +1,88 @@
+/**
+ * DESIGN §5 step 1: truncate the snapshot table and stream the source's rows into it, in bounded memory.
+ *
+ * PostgreSQL → PostgreSQL moves the bytes of a binary `COPY (SELECT …) TO STDOUT` straight into
+ * `COPY … FROM STDIN` without parsing a row in JavaScript. Every other pair reads exact cells
+ * (`readCells`) and bulk-writes them (COPY text / tedious bulk load); both sides stream with back-pressure.
+ */
+import type { Readable } from 'node:stream';
+import type { SourceConfig } from '../config/schema.ts';
+import type { Cell, Db, QualifiedName } from '../dialect/types.ts';
+import { TransientError } from '../errors/errors.ts';
+import { toCdcError } from '../errors/classify.ts';
+import { describeSource, where } from './introspect.ts';
+import { schemaFingerprint, type SourceSchema } from './schema.ts';
+import { sourceTables } from './source-tables.ts';
+
+const PROGRESS_EVERY_ROWS = 10_000;
+const PROGRESS_POLL_MS = 1_000;
+
+export async function takeSnapshot(args: {
+  sourceDb: Db;
+  controlDb: Db;
+  tenant: string;
+  source: SourceConfig;
+  schema: SourceSchema;
+  onProgress?: (rows: number) => void;
+  signal?: AbortSignal;
+}): Promise<{ rows: number }> {
+  const { sourceDb, controlDb, tenant, source, schema, onProgress, signal } = args;
+  const context = { tenant, source: source.id };
+  signal?.throwIfAborted();
+  // Described again (one catalog query) for the select list with its renderings; a shape that moved since
+  // prepareTables means the tables no longer fit: retry, and the next run's prepareTables sees the drift.
+  const described = await describeSource(sourceDb, tenant, source);
+  if (schemaFingerprint(described.schema) !== schemaFingerprint(schema)) {
+    throw new TransientError(`${where(tenant, source)}: the source's schema changed during the run; it will be retried and handled as schema drift.`, { context });
+  }
+  const { snapshot } = sourceTables(tenant, source.id);
+  await controlDb.execute(`TRUNCATE TABLE ${controlDb.table(snapshot)}`);
+  const columns = schema.columns.map((c) => controlDb.quote(c.name)).join(', ');
+
+  try {
+    if (sourceDb.copyOut && controlDb.copyIn && sourceDb.caps.rawCopy && controlDb.caps.rawCopy) {
+      // Binary COPY: the select list yields exactly the snapshot's column types (renderings cast to text,
+      // which the snapshot holds as text), so the server-side binary receive functions accept each field.
+      const out: Readable = await sourceDb.copyOut(`COPY (${described.select}) TO STDOUT (FORMAT binary)`);
+      const abort = () => out.destroy(new TransientError(`${where(tenant, source)}: snapshot aborted.`, { context }));
+      signal?.addEventListener('abort', abort, { once: true });
+      const poll = onProgress ? setInterval(() => void copyProgress(controlDb, snapshot).then((n) => n !== null && onProgress(n)), PROGRESS_POLL_MS) : undefined;
+      try {
+        const rows = await controlDb.copyIn(`COPY ${controlDb.table(snapshot)} (${columns}) FROM STDIN (FORMAT binary)`, out);
+        onProgress?.(rows);
+        return { rows };
+      } finally {
+        if (poll) clearInterval(poll);
+        signal?.removeEventListener('abort', abort);
+      }
+    }
+
+    let rows = 0;
+    const counted = async function* (cells: AsyncIterable<Cell[]>): AsyncIterable<Cell[]> {
+      for await (const row of cells) {
+        signal?.throwIfAborted();
+        rows++;
+        if (onProgress && rows % PROGRESS_EVERY_ROWS === 0) onProgress(rows);
+        yield row;
+      }
+    };
+    await controlDb.bulkWrite(snapshot, schema.columns, counted(sourceDb.readCells({ sql: described.select }, schema.columns)));
+    onProgress?.(rows);
+    return { rows };
+  } catch (error) {
+    throw toCdcError(error, `${where(tenant, source)}: snapshot`, context);
+  }
+}
+
+/** Rows copied so far by a COPY into the control database (PostgreSQL 14+ progress view), or null. */
+async function copyProgress(db: Db, table: QualifiedName): Promise<number | null> {
+  try {
+    const rows = await db.query<{ n: string | null }>(
+      `SELECT max(tuples_processed)::text AS n FROM pg_stat_progress_copy WHERE relid = to_regclass($1) AND command = 'COPY FROM'`,
+      [db.table(table)],
+    );
+    return rows[0]?.n == null ? null : Number(rows[0].n);
+  } catch {
+    return null;
+  }
+}
