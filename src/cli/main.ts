@@ -4,6 +4,10 @@ import { ConfigError, CdcError } from '../errors/errors.ts';
 import { registerConfigCheck } from './commands/config-check.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerMigrate } from './commands/migrate.ts';
+import { registerReceiver } from './commands/receiver.ts';
+import { registerRun } from './commands/run.ts';
+import { registerStatus } from './commands/status.ts';
+import { registerSync } from './commands/sync.ts';
 import type { CliIo } from './context.ts';
 import { EXIT } from './exit-codes.ts';
 
@@ -16,7 +20,11 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
   registerConfigCheck(program, io, setExit);
   registerMigrate(program, io, setExit);
+  registerRun(program, io, setExit);
+  registerSync(program, io, setExit);
+  registerStatus(program, io, setExit);
   registerDemo(program, io, setExit);
+  registerReceiver(program, io, setExit);
   return program;
 }
 

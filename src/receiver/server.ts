@@ -1,0 +1,198 @@
+/**
+ * `cdc-agent receiver`: the reference implementation of the Data Push API (docs/data-push-api.md). It checks
+ * each tenant's token, validates every request strictly (400 with the reason), dedupes by Idempotency-Key,
+ * stores rows in PostgreSQL, reconciles run completions, and can inject faults for tests and demos.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { connect } from '../dialect/connect.ts';
+import type { Db } from '../dialect/types.ts';
+import { idempotencyKey, type BatchBody, type CompleteBody } from '../push/contract.ts';
+import { FaultInjector, type FaultOptions } from './faults.ts';
+import { ReceiverConflict, ReceiverStore } from './store.ts';
+import { batchBodySchema, batchProblems, completeBodySchema, pathParamsSchema } from './validate.ts';
+
+export interface ObservedRequest {
+  method: string;
+  /** Path and query as received. */
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** The parsed JSON body (after gzip decoding), or undefined when there was none or it did not parse. */
+  body: unknown;
+}
+
+export interface ReceiverOptions {
+  port: number;
+  host?: string;
+  /** A PostgreSQL Db, or a postgres:// URL the receiver connects to (and closes). */
+  db: Db | string;
+  /** tenant id -> token; a request is accepted with `Authorization: Bearer <token>` or `X-Api-Key: <token>`. */
+  tokens: Record<string, string>;
+  faults?: FaultOptions;
+  seed?: number;
+  /** Sees every request that reached the API, after parsing and before any check (tests, request logs). */
+  observe?: (request: ObservedRequest) => void;
+}
+
+export interface Receiver {
+  url: string;
+  store: ReceiverStore;
+  close(): Promise<void>;
+}
+
+type Params = { tenant: string; dataset: string; runId?: string };
+
+const DEFAULT_MAX_BODY = 64 * 1024 * 1024;
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function startReceiver(options: ReceiverOptions): Promise<Receiver> {
+  const ownDb = typeof options.db === 'string';
+  const db = typeof options.db === 'string' ? await connect({ dialect: 'postgres', url: options.db, poolMax: 10 }) : options.db;
+  const store = new ReceiverStore(db);
+  await store.init();
+  const faults = new FaultInjector(options.faults ?? {}, options.seed ?? 1);
+  const app = Fastify({
+    logger: false,
+    bodyLimit: options.faults?.maxBodyBytes ?? DEFAULT_MAX_BODY,
+    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: false } },
+  });
+
+  // Bodies may come gzipped; the body limit counts decoded bytes (a small gzip can hide a large body).
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    const encoding = String(request.headers['content-encoding'] ?? 'identity').toLowerCase();
+    if (encoding === 'identity') return payload;
+    if (encoding !== 'gzip') {
+      const error = new Error(`Content-Encoding ${encoding} is not supported; send identity or gzip`) as Error & { statusCode: number };
+      error.statusCode = 415;
+      throw error;
+    }
+    let encoded = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, callback) {
+        encoded += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    const gunzip = createGunzip();
+    const decoded = payload.pipe(counter).pipe(gunzip) as unknown as typeof payload & { receivedEncodedLength: number };
+    Object.defineProperty(decoded, 'receivedEncodedLength', { get: () => encoded });
+    payload.on('error', (e) => gunzip.destroy(e));
+    return decoded;
+  });
+
+  app.addHook('preValidation', async (request: FastifyRequest, reply: FastifyReply) => {
+    options.observe?.({ method: request.method, url: request.url, headers: { ...request.headers }, body: request.body });
+    const { tenant } = request.params as Params;
+    const expected = options.tokens[tenant];
+    const auth = request.headers.authorization;
+    const presented = typeof auth === 'string' && /^Bearer /i.test(auth) ? auth.slice(7).trim() : (request.headers['x-api-key'] as string | undefined);
+    if (expected === undefined || presented === undefined || !sameSecret(presented, expected)) {
+      return reply.code(401).send({ error: 'unauthorized', message: `missing or wrong credentials for tenant ${tenant}` });
+    }
+    return undefined;
+  });
+
+  /** Fault injection; returns true when the request was answered (or its connection destroyed). */
+  async function injectFault(reply: FastifyReply, apply: () => Promise<unknown>): Promise<boolean> {
+    if (faults.latencyMs > 0) await sleep(faults.latencyMs);
+    const fault = faults.decide();
+    if (fault.kind === 'reset') {
+      if (fault.afterApply) await apply().catch(() => {});
+      reply.hijack();
+      reply.raw.socket?.destroy();
+      return true;
+    }
+    if (fault.kind === 'fail') {
+      await reply.code(500).send({ error: 'injected_failure', message: 'fault injection: internal error' });
+      return true;
+    }
+    if (fault.kind === 'throttle') {
+      await reply.code(429).header('Retry-After', fault.retryAfter).send({ error: 'throttled', message: 'fault injection: slow down' });
+      return true;
+    }
+    return false;
+  }
+
+  app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, _request, reply) => {
+    if (error instanceof ReceiverConflict) return reply.code(error.status).send({ error: 'conflict', message: error.message });
+    const status = error.validation ? 400 : (error.statusCode ?? 500);
+    return reply.code(status).send({ error: status === 413 ? 'payload_too_large' : status < 500 ? 'bad_request' : 'internal', message: error.message });
+  });
+
+  app.post(
+    '/tenants/:tenant/datasets/:dataset/batches',
+    { schema: { params: pathParamsSchema, body: batchBodySchema } },
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      const { tenant, dataset } = request.params as Params;
+      const body = request.body as BatchBody;
+      const key = request.headers['idempotency-key'];
+      const expectedKey = idempotencyKey(body.runId, body.batch, body.part);
+      if (key !== expectedKey) {
+        return reply.code(400).send({ error: 'bad_request', message: `Idempotency-Key must be ${expectedKey} for this body (got ${JSON.stringify(key ?? null)})` });
+      }
+      const problems = batchProblems(body);
+      if (problems.length > 0) return reply.code(400).send({ error: 'bad_request', message: problems.join('; '), problems });
+      const sha = createHash('sha256').update(JSON.stringify(body)).digest('hex');
+      const apply = () => store.applyBatch(tenant, dataset, expectedKey, body, sha);
+      if (await injectFault(reply, apply)) return reply;
+      if (faults.rejects(body.batch)) {
+        return reply.code(422).send({ error: 'rejected', message: `batch ${body.batch} rejected: the receiver refuses this data (fault injection)` });
+      }
+      const result = await apply();
+      return reply.code(result.status === 'applied' ? 201 : 200).send(result);
+    },
+  );
+
+  app.post(
+    '/tenants/:tenant/datasets/:dataset/runs/:runId/complete',
+    { schema: { params: pathParamsSchema, body: completeBodySchema } },
+    async (request: FastifyRequest, reply: FastifyReply) => {
+      const { tenant, dataset, runId } = request.params as Params;
+      const body = request.body as CompleteBody;
+      if (body.runId !== runId) return reply.code(400).send({ error: 'bad_request', message: `body runId ${body.runId} differs from the path's ${runId}` });
+      const key = request.headers['idempotency-key'];
+      if (key !== `${runId}.complete`) return reply.code(400).send({ error: 'bad_request', message: `Idempotency-Key must be ${runId}.complete` });
+      const apply = () => store.completeRun(tenant, dataset, body);
+      if (await injectFault(reply, apply)) return reply;
+      const result = await apply();
+      return reply.code(200).send(result);
+    },
+  );
+
+  app.get('/tenants/:tenant/datasets/:dataset/rows', { schema: { params: pathParamsSchema } }, async (request, reply) => {
+    const { tenant, dataset } = request.params as Params;
+    const lines = Readable.from(
+      (async function* () {
+        for await (const row of store.rows(tenant, dataset)) yield `${row}\n`;
+      })(),
+    );
+    return reply.type('application/x-ndjson').send(lines);
+  });
+
+  app.get('/tenants/:tenant/datasets/:dataset/stats', { schema: { params: pathParamsSchema } }, async (request) => {
+    const { tenant, dataset } = request.params as Params;
+    return store.stats(tenant, dataset);
+  });
+
+  const host = options.host ?? '127.0.0.1';
+  const address = await app.listen({ port: options.port, host });
+  return {
+    url: address,
+    store,
+    async close() {
+      await app.close();
+      if (ownDb) await db.close();
+    },
+  };
+}

@@ -1,0 +1,262 @@
+/**
+ * The reference receiver's storage, in PostgreSQL: one table per tenant and dataset holding each row as its
+ * contract JSON beside typed key columns (for key order and exact key matching), a ledger of idempotency
+ * keys (dedupe), and run completions with their reconciliation.
+ */
+import { createHash } from 'node:crypto';
+import type { Db, Queryable } from '../dialect/types.ts';
+import type { BatchBody, CompleteBody, PushMode, WireColumn, WireValue } from '../push/contract.ts';
+
+export class ReceiverConflict extends Error {
+  readonly status: number;
+  constructor(message: string, status = 422) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export interface DatasetStats {
+  tenant: string;
+  dataset: string;
+  rowsHeld: number;
+  batchesApplied: number;
+  replaysDeduped: number;
+  runsCompleted: number;
+  mismatches: number;
+  schemaVersion: string | null;
+}
+
+const INIT = `
+CREATE TABLE IF NOT EXISTS rx_datasets (
+  tenant text NOT NULL, dataset text NOT NULL, table_name text NOT NULL, key_json text NOT NULL,
+  schema_version text, replays bigint NOT NULL DEFAULT 0, PRIMARY KEY (tenant, dataset));
+CREATE TABLE IF NOT EXISTS rx_requests (
+  tenant text NOT NULL, dataset text NOT NULL, idempotency_key text NOT NULL, run_id text NOT NULL, batch integer NOT NULL,
+  part text, body_sha256 text NOT NULL, upserts integer NOT NULL, deletes integer NOT NULL,
+  received_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant, dataset, idempotency_key));
+CREATE TABLE IF NOT EXISTS rx_runs (
+  tenant text NOT NULL, dataset text NOT NULL, run_id text NOT NULL, mode text NOT NULL, batches integer NOT NULL,
+  upserts bigint NOT NULL, deletes bigint NOT NULL, source_rows bigint NOT NULL, rows_held bigint NOT NULL,
+  problems text, completed_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant, dataset, run_id));
+`;
+
+/** PostgreSQL type of a key column, chosen so that ORDER BY gives key order and `=` is exact. */
+function keyType(c: WireColumn): string {
+  const fine = (c.precision ?? 0) <= 6;
+  switch (c.type) {
+    case 'boolean':
+      return 'boolean';
+    case 'int16':
+    case 'int32':
+      return 'integer';
+    case 'int64':
+      return 'bigint';
+    case 'decimal':
+      return 'numeric';
+    case 'float32':
+    case 'float64':
+      return 'double precision';
+    case 'binary':
+      return 'bytea';
+    case 'uuid':
+      return 'uuid';
+    case 'date':
+      return 'date';
+    case 'time':
+      return fine ? 'time' : 'text COLLATE "C"';
+    case 'timestamp':
+      return fine ? 'timestamp' : 'text COLLATE "C"';
+    case 'timestamptz':
+      return fine ? 'timestamptz' : 'text COLLATE "C"';
+    default:
+      return 'text COLLATE "C"';
+  }
+}
+
+/** SQL turning the text parameter expression `expr` into the key column's type. */
+function fromText(c: WireColumn, expr: string): string {
+  if (c.type === 'binary') return `decode(${expr}, 'base64')`;
+  return `(${expr})::${keyType(c).replace(' COLLATE "C"', '')}`;
+}
+
+function keyText(value: WireValue): string | null {
+  return value === null ? null : typeof value === 'string' ? value : String(value);
+}
+
+function datasetTable(tenant: string, dataset: string, keys: readonly WireColumn[]): string {
+  const hash = createHash('sha256').update(`${tenant}\u0000${dataset}\u0000${JSON.stringify(keys)}`).digest('hex').slice(0, 16);
+  return `rx_rows_${hash}`;
+}
+
+export class ReceiverStore {
+  private readonly db: Db;
+  /** tenant\0dataset -> table name and key columns, once known to exist. */
+  private readonly known = new Map<string, { table: string; keys: WireColumn[] }>();
+
+  constructor(db: Db) {
+    if (db.dialect !== 'postgres') throw new Error('The reference receiver stores its rows in PostgreSQL; give it a postgres:// database.');
+    this.db = db;
+  }
+
+  async init(): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['cdc-receiver:init']);
+      await tx.execute(INIT);
+    });
+  }
+
+  /** The dataset's table for this key shape; created on first use, recreated when a resync changes the key. */
+  private async dataset(tenant: string, dataset: string, keys: WireColumn[], mode: PushMode, schemaVersion: string): Promise<{ table: string; keys: WireColumn[] }> {
+    const id = `${tenant}\u0000${dataset}`;
+    const wanted = JSON.stringify(keys.map((k) => ({ name: k.name, type: keyType(k) })));
+    const cached = this.known.get(id);
+    if (cached && JSON.stringify(cached.keys.map((k) => ({ name: k.name, type: keyType(k) }))) === wanted) return cached;
+    return this.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cdc-receiver:${id}`]);
+      const rows = await tx.query<{ table_name: string; key_json: string }>('SELECT table_name, key_json FROM rx_datasets WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+      const existing = rows[0];
+      if (existing && existing.key_json !== wanted) {
+        if (mode !== 'resync') {
+          throw new ReceiverConflict(`dataset ${tenant}/${dataset} is keyed by ${existing.key_json}; a batch keyed by ${wanted} needs a resync run`);
+        }
+        await tx.execute(`DROP TABLE IF EXISTS ${this.db.quote(existing.table_name)}`);
+      }
+      const table = datasetTable(tenant, dataset, keys);
+      if (!existing || existing.key_json !== wanted) {
+        const cols = keys.map((k, i) => `k${i} ${keyType(k)} NOT NULL`).join(', ');
+        const pk = keys.map((_, i) => `k${i}`).join(', ');
+        await tx.execute(`CREATE TABLE IF NOT EXISTS ${this.db.quote(table)} (${cols}, row_json text NOT NULL, PRIMARY KEY (${pk}))`);
+        await tx.execute(
+          `INSERT INTO rx_datasets (tenant, dataset, table_name, key_json, schema_version) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (tenant, dataset) DO UPDATE SET table_name = EXCLUDED.table_name, key_json = EXCLUDED.key_json, schema_version = EXCLUDED.schema_version`,
+          [tenant, dataset, table, wanted, schemaVersion],
+        );
+      }
+      const entry = { table, keys };
+      this.known.set(id, entry);
+      return entry;
+    });
+  }
+
+  /**
+   * Apply a validated batch once per idempotency key. A replayed key with the same body is a duplicate
+   * (counted, not applied); with a different body it is refused.
+   */
+  async applyBatch(tenant: string, dataset: string, key: string, body: BatchBody, bodySha256: string): Promise<{ status: 'applied' | 'duplicate'; upserts: number; deletes: number }> {
+    const columns = new Map(body.schema.columns.map((c) => [c.name, c]));
+    const keys = body.schema.key.map((k) => columns.get(k)!);
+    const { table } = await this.dataset(tenant, dataset, keys, body.mode, body.schema.version);
+    const upserts = body.changes.filter((c) => c.op === 'upsert');
+    const deletes = body.changes.filter((c) => c.op === 'delete');
+    return this.db.transaction(async (tx) => {
+      const inserted = await tx.execute(
+        `INSERT INTO rx_requests (tenant, dataset, idempotency_key, run_id, batch, part, body_sha256, upserts, deletes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+        [tenant, dataset, key, body.runId, body.batch, body.part ?? null, bodySha256, upserts.length, deletes.length],
+      );
+      if (inserted === 0) {
+        const prior = await tx.query<{ body_sha256: string }>('SELECT body_sha256 FROM rx_requests WHERE tenant = $1 AND dataset = $2 AND idempotency_key = $3', [tenant, dataset, key]);
+        if (prior[0]?.body_sha256 !== bodySha256) {
+          throw new ReceiverConflict(`Idempotency-Key ${key} was already used for a different body; batches must be byte-identical when resent`);
+        }
+        await tx.execute('UPDATE rx_datasets SET replays = replays + 1 WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+        return { status: 'duplicate' as const, upserts: 0, deletes: 0 };
+      }
+      const t = this.db.quote(table);
+      const n = keys.length;
+      const unnestArgs = keys.map((_, i) => `$${i + 1}::text[]`).join(', ');
+      const aliases = keys.map((_, i) => `u${i}`).join(', ');
+      if (deletes.length > 0) {
+        const match = keys.map((k, i) => `t.k${i} = ${fromText(k, `u.u${i}`)}`).join(' AND ');
+        const params = keys.map((k) => deletes.map((d) => (d.op === 'delete' ? keyText(d.key[k.name] ?? null) : null)));
+        await tx.execute(`DELETE FROM ${t} AS t USING unnest(${unnestArgs}) AS u(${aliases}) WHERE ${match}`, params);
+      }
+      if (upserts.length > 0) {
+        const params: unknown[] = keys.map((k) => upserts.map((u) => (u.op === 'upsert' ? keyText(u.row[k.name] ?? null) : null)));
+        params.push(upserts.map((u) => (u.op === 'upsert' ? JSON.stringify(u.row) : '')));
+        const select = keys.map((k, i) => fromText(k, `u.u${i}`)).join(', ');
+        const kcols = keys.map((_, i) => `k${i}`).join(', ');
+        await tx.execute(
+          `INSERT INTO ${t} (${kcols}, row_json) SELECT ${select}, u.r FROM unnest(${unnestArgs}, $${n + 1}::text[]) AS u(${aliases}, r)
+           ON CONFLICT (${kcols}) DO UPDATE SET row_json = EXCLUDED.row_json`,
+          params,
+        );
+      }
+      await tx.execute('UPDATE rx_datasets SET schema_version = $3 WHERE tenant = $1 AND dataset = $2', [tenant, dataset, body.schema.version]);
+      return { status: 'applied' as const, upserts: upserts.length, deletes: deletes.length };
+    });
+  }
+
+  /** Record a run's completion once and reconcile it with what arrived. */
+  async completeRun(tenant: string, dataset: string, body: CompleteBody): Promise<{ status: 'reconciled' | 'mismatch' | 'duplicate'; problems: string[] }> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cdc-receiver:run:${tenant}\u0000${dataset}\u0000${body.runId}`]);
+      const prior = await tx.query<{ problems: string | null }>('SELECT problems FROM rx_runs WHERE tenant = $1 AND dataset = $2 AND run_id = $3', [tenant, dataset, body.runId]);
+      if (prior[0]) return { status: 'duplicate' as const, problems: prior[0].problems ? (JSON.parse(prior[0].problems) as string[]) : [] };
+      const got = await tx.query<{ batches: string; upserts: string; deletes: string }>(
+        `SELECT count(DISTINCT batch)::text AS batches, coalesce(sum(upserts), 0)::text AS upserts, coalesce(sum(deletes), 0)::text AS deletes
+         FROM rx_requests WHERE tenant = $1 AND dataset = $2 AND run_id = $3`,
+        [tenant, dataset, body.runId],
+      );
+      const rowsHeld = await this.rowsHeld(tx, tenant, dataset);
+      const g = got[0] ?? { batches: '0', upserts: '0', deletes: '0' };
+      const problems: string[] = [];
+      if (Number(g.batches) !== body.batches) problems.push(`batches: agent sent ${body.batches}, receiver holds ${g.batches}`);
+      if (Number(g.upserts) !== body.upserts) problems.push(`upserts: agent sent ${body.upserts}, receiver applied ${g.upserts}`);
+      if (Number(g.deletes) !== body.deletes) problems.push(`deletes: agent sent ${body.deletes}, receiver applied ${g.deletes}`);
+      if (rowsHeld !== body.sourceRows) problems.push(`rows: source has ${body.sourceRows}, receiver holds ${rowsHeld}`);
+      await tx.execute(
+        `INSERT INTO rx_runs (tenant, dataset, run_id, mode, batches, upserts, deletes, source_rows, rows_held, problems)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [tenant, dataset, body.runId, body.mode, body.batches, body.upserts, body.deletes, body.sourceRows, rowsHeld, problems.length ? JSON.stringify(problems) : null],
+      );
+      return { status: problems.length ? ('mismatch' as const) : ('reconciled' as const), problems };
+    });
+  }
+
+  private async tableOf(q: Queryable, tenant: string, dataset: string): Promise<string | undefined> {
+    const rows = await q.query<{ table_name: string }>('SELECT table_name FROM rx_datasets WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+    return rows[0]?.table_name;
+  }
+
+  private async rowsHeld(q: Queryable, tenant: string, dataset: string): Promise<number> {
+    const table = await this.tableOf(q, tenant, dataset);
+    if (!table) return 0;
+    const rows = await q.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.db.quote(table)}`);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async stats(tenant: string, dataset: string): Promise<DatasetStats> {
+    const meta = await this.db.query<{ replays: string; schema_version: string | null }>(
+      'SELECT replays::text AS replays, schema_version FROM rx_datasets WHERE tenant = $1 AND dataset = $2',
+      [tenant, dataset],
+    );
+    const batches = await this.db.query<{ n: string }>('SELECT count(*)::text AS n FROM rx_requests WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+    const runs = await this.db.query<{ n: string; bad: string }>(
+      'SELECT count(*)::text AS n, count(problems)::text AS bad FROM rx_runs WHERE tenant = $1 AND dataset = $2',
+      [tenant, dataset],
+    );
+    return {
+      tenant,
+      dataset,
+      rowsHeld: await this.rowsHeld(this.db, tenant, dataset),
+      batchesApplied: Number(batches[0]?.n ?? 0),
+      replaysDeduped: Number(meta[0]?.replays ?? 0),
+      runsCompleted: Number(runs[0]?.n ?? 0),
+      mismatches: Number(runs[0]?.bad ?? 0),
+      schemaVersion: meta[0]?.schema_version ?? null,
+    };
+  }
+
+  /** Every row held, as contract JSON text, in key order (bounded memory). */
+  async *rows(tenant: string, dataset: string): AsyncIterable<string> {
+    const table = await this.tableOf(this.db, tenant, dataset);
+    if (!table) return;
+    const keys = await this.db.query<{ key_json: string }>('SELECT key_json FROM rx_datasets WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+    const n = (JSON.parse(keys[0]?.key_json ?? '[]') as unknown[]).length;
+    const order = Array.from({ length: n }, (_, i) => `k${i}`).join(', ');
+    for await (const row of this.db.stream<{ row_json: string }>(`SELECT row_json FROM ${this.db.quote(table)} ORDER BY ${order}`, [], { batchSize: 5_000 })) {
+      yield row.row_json;
+    }
+  }
+}
