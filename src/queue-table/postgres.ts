@@ -1,0 +1,139 @@
+/**
+ * The queue's statements for a PostgreSQL control database (parameters and result columns: statements.ts).
+ * Claims lock with `FOR UPDATE SKIP LOCKED`; the row lock is what makes a claim exclusive, and the
+ * claimable condition is repeated on the locked row because PostgreSQL re-checks it against the newest
+ * row version once the lock is granted (a row another claimer just took no longer qualifies).
+ */
+import type { QueueStatements } from './statements.ts';
+
+const ms = (expression: string) => `(extract(epoch FROM ${expression}) * 1000)::float8`;
+const after = (param: string) => `now() + ${param}::float8 * interval '1 millisecond'`;
+const FENCE = `id = $1::bigint AND lease_token = $2 AND status = 'running'`;
+
+/** Due queued jobs, and running jobs whose lease expired with attempts left. */
+const claimable = (t: string) =>
+  `((${t}.status = 'queued' AND ${t}.run_after <= now()) OR (${t}.status = 'running' AND ${t}.lease_until < now() AND ${t}.attempts < ${t}.max_attempts))`;
+
+export const postgresQueueStatements: QueueStatements = {
+  enqueue: `
+WITH ins AS (
+  INSERT INTO cdc_jobs (tenant_id, source_id, kind, priority, run_after, slot_key, max_attempts)
+  VALUES ($1, $2, $3, $4, COALESCE($5::timestamptz, now()), $6, $7)
+  ON CONFLICT DO NOTHING
+  RETURNING id
+)
+SELECT (SELECT id::text FROM ins) AS id,
+       (SELECT u.id::text FROM cdc_jobs AS u
+         WHERE u.tenant_id = $1 AND u.source_id = $2 AND u.status IN ('queued', 'running') LIMIT 1) AS unfinished_id,
+       (SELECT s.id::text FROM cdc_jobs AS s
+         WHERE $6::text IS NOT NULL AND s.tenant_id = $1 AND s.source_id = $2 AND s.slot_key = $6) AS slot_id`,
+
+  reapExpired: `
+UPDATE cdc_jobs AS t
+SET status = 'dead', finished_at = now(), updated_at = now(), lease_token = NULL, lease_until = NULL,
+    last_error = format('Lease of worker %s expired during attempt %s of %s: the worker stopped heartbeating (crash, SIGKILL or lost connection) on every attempt, so the job is dead-lettered instead of retried.',
+                        t.lease_owner, t.attempts, t.max_attempts)
+WHERE t.id IN (SELECT id FROM cdc_jobs
+                WHERE status = 'running' AND lease_until < now() AND attempts >= max_attempts
+                FOR UPDATE SKIP LOCKED)`,
+
+  // Fairness: rank every claimable job within its (tenant, priority) and claim by priority, then rank, so
+  // each tenant's oldest job comes before any tenant's second job.
+  claim: `
+WITH ranked AS (
+  SELECT c.id, c.priority, c.run_after,
+         row_number() OVER (PARTITION BY c.tenant_id, c.priority ORDER BY c.run_after, c.id) AS tenant_rank
+  FROM cdc_jobs AS c
+  WHERE ${claimable('c')}
+),
+picked AS (
+  SELECT j.id
+  FROM ranked AS r
+  JOIN cdc_jobs AS j ON j.id = r.id
+  WHERE ${claimable('j')}
+  ORDER BY r.priority DESC, r.tenant_rank, r.run_after, r.id
+  LIMIT $1
+  FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE cdc_jobs AS t
+SET status = 'running', attempts = t.attempts + 1, lease_owner = $2, lease_token = gen_random_uuid()::text,
+    lease_until = ${after('$3')}, claimed_at = now(), updated_at = now()
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.id::text AS id, t.tenant_id, t.source_id, t.kind, t.priority, t.attempts, t.max_attempts,
+          t.lease_token, t.phase, t.run_id, t.stats`,
+
+  heartbeat: `UPDATE cdc_jobs SET lease_until = ${after('$3')}, updated_at = now() WHERE ${FENCE}`,
+
+  progress: `
+UPDATE cdc_jobs
+SET phase = COALESCE($3::text, phase), run_id = COALESCE($4::text, run_id), stats = COALESCE($5::jsonb, stats), updated_at = now()
+WHERE ${FENCE}`,
+
+  lockFenced: `SELECT attempts, max_attempts FROM cdc_jobs WHERE ${FENCE} FOR UPDATE`,
+
+  complete: `
+UPDATE cdc_jobs
+SET status = 'succeeded', finished_at = now(), updated_at = now(), lease_token = NULL, lease_until = NULL,
+    stats = COALESCE($3::jsonb, stats)
+WHERE ${FENCE}`,
+
+  requeue: `
+UPDATE cdc_jobs
+SET status = 'queued', run_after = ${after('$3')}, last_error = $4, lease_token = NULL, lease_until = NULL, updated_at = now()
+WHERE ${FENCE}
+RETURNING ${ms('run_after')} AS run_after_ms`,
+
+  deadLetter: `
+UPDATE cdc_jobs
+SET status = 'dead', last_error = $3, finished_at = now(), updated_at = now(), lease_token = NULL, lease_until = NULL
+WHERE ${FENCE}`,
+
+  release: `
+UPDATE cdc_jobs
+SET status = 'queued', attempts = GREATEST(attempts - 1, 0), run_after = now(), lease_token = NULL, lease_until = NULL, updated_at = now()
+WHERE ${FENCE}`,
+
+  retryDead: `
+UPDATE cdc_jobs AS j
+SET status = 'queued', attempts = 0, run_after = now(), finished_at = NULL, lease_token = NULL, lease_until = NULL, updated_at = now()
+WHERE j.status = 'dead'
+  AND ($1::text IS NULL OR j.tenant_id = $1::text)
+  AND ($2::text IS NULL OR j.source_id = $2::text)
+  AND ($3::bigint IS NULL OR j.id = $3::bigint)
+  AND ($3::bigint IS NOT NULL OR j.id = (SELECT max(d.id) FROM cdc_jobs AS d
+                                          WHERE d.tenant_id = j.tenant_id AND d.source_id = j.source_id AND d.status = 'dead'))
+  AND NOT EXISTS (SELECT 1 FROM cdc_jobs AS u
+                   WHERE u.tenant_id = j.tenant_id AND u.source_id = j.source_id AND u.status IN ('queued', 'running'))`,
+
+  prune: `DELETE FROM cdc_jobs WHERE status = 'succeeded' AND finished_at < now() - $1::float8 * interval '1 millisecond'`,
+
+  statsDepth: `SELECT status, count(*)::int AS n FROM cdc_jobs GROUP BY status`,
+
+  statsQueuedBySource: `SELECT tenant_id, source_id, count(*)::int AS n FROM cdc_jobs WHERE status = 'queued' GROUP BY tenant_id, source_id`,
+
+  jobsByIds: (placeholders) => `
+SELECT id::text AS id, tenant_id, source_id, kind, status, priority, attempts, max_attempts, phase, run_id, stats, last_error, lease_owner,
+       ${ms('run_after')} AS run_after_ms, ${ms('lease_until')} AS lease_until_ms, ${ms('created_at')} AS created_ms,
+       ${ms('updated_at')} AS updated_ms, ${ms('finished_at')} AS finished_ms
+FROM cdc_jobs WHERE id IN (${placeholders.map((p) => `${p}::bigint`).join(', ')}) ORDER BY id`,
+
+  statsQueued: `
+SELECT ${ms('now()')} AS now_ms, count(*)::int AS ready, ${ms('min(run_after)')} AS oldest_ready_ms
+FROM cdc_jobs WHERE status = 'queued' AND run_after <= now()`,
+
+  statsRunning: `
+SELECT id::text AS id, tenant_id, source_id, kind, attempts, lease_owner, phase, run_id,
+       ${ms('lease_until')} AS lease_until_ms, ${ms('claimed_at')} AS started_ms
+FROM cdc_jobs WHERE status = 'running' ORDER BY claimed_at, id`,
+
+  statsDead: `
+SELECT id::text AS id, tenant_id, source_id, kind, attempts, last_error, ${ms('finished_at')} AS finished_ms
+FROM cdc_jobs WHERE status = 'dead' ORDER BY finished_at DESC, id DESC LIMIT $1`,
+
+  statsLatest: `
+SELECT id::text AS id, tenant_id, source_id, kind, status, phase, attempts, last_error,
+       ${ms('updated_at')} AS updated_ms, ${ms('finished_at')} AS finished_ms
+FROM (SELECT j.*, row_number() OVER (PARTITION BY tenant_id, source_id ORDER BY id DESC) AS rn FROM cdc_jobs AS j) AS x
+WHERE rn = 1 ORDER BY tenant_id, source_id`,
+};
