@@ -7,7 +7,7 @@
  *   the same row; READPAST skips rows another claimer (or a fenced transaction) holds instead of waiting;
  *   READCOMMITTEDLOCK is required for READPAST when the database has READ_COMMITTED_SNAPSHOT on, and makes
  *   the read see the newest committed row rather than a version;
- * - the ranking scan reads WITH (READPAST, READCOMMITTEDLOCK): short-lived shared locks, never blocking on a
+ * - the ranking scan (one pass, window functions, no join) reads WITH (READPAST, READCOMMITTEDLOCK): short-lived shared locks, never blocking on a
  *   job row held by a long fenced transaction, in both RCSI and locking read committed;
  * - INNER LOOP JOIN: the ranked candidates, already sorted, drive a primary-key seek per row, so TOP (n) stops
  *   after n rows and only those rows get update locks. A hash join would scan and update-lock every
@@ -54,18 +54,26 @@ SET status = N'dead', finished_at = SYSUTCDATETIME(), updated_at = SYSUTCDATETIM
                         N': the worker stopped heartbeating (crash, SIGKILL or lost connection) on every attempt, so the job is dead-lettered instead of retried.')
 WHERE status = N'running' AND lease_until < SYSUTCDATETIME() AND attempts >= max_attempts;`,
 
+  // Fairness as in postgres.ts: rank = the tenant's running jobs + place among its claimable jobs.
   claim: `
-WITH ranked AS (
-  SELECT c.id, c.priority, c.run_after,
-         ROW_NUMBER() OVER (PARTITION BY c.tenant_id, c.priority ORDER BY c.run_after, c.id) AS tenant_rank
+WITH unfinished AS (
+  SELECT c.id, c.tenant_id, c.priority, c.run_after,
+         CASE WHEN ${claimable('c')} THEN 1 ELSE 0 END AS ready,
+         CASE WHEN c.status = N'running' AND c.lease_until >= SYSUTCDATETIME() THEN 1 ELSE 0 END AS busy
   FROM dbo.cdc_jobs AS c WITH (READPAST, READCOMMITTEDLOCK)
-  WHERE ${claimable('c')}
+  WHERE c.status IN (N'queued', N'running')
+),
+ranked AS (
+  SELECT u.id, u.priority, u.run_after, u.ready,
+         SUM(u.busy) OVER (PARTITION BY u.tenant_id)
+           + ROW_NUMBER() OVER (PARTITION BY u.tenant_id, u.priority, u.ready ORDER BY u.run_after, u.id) AS tenant_rank
+  FROM unfinished AS u
 ),
 picked AS (
   SELECT TOP (@p1) j.id
   FROM ranked AS r
   INNER LOOP JOIN dbo.cdc_jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK) ON j.id = r.id
-  WHERE ${claimable('j')}
+  WHERE r.ready = 1 AND ${claimable('j')}
   ORDER BY r.priority DESC, r.tenant_rank, r.run_after, r.id
 )
 UPDATE t

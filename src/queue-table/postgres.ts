@@ -37,20 +37,28 @@ WHERE t.id IN (SELECT id FROM cdc_jobs
                 WHERE status = 'running' AND lease_until < now() AND attempts >= max_attempts
                 FOR UPDATE SKIP LOCKED)`,
 
-  // Fairness: rank every claimable job within its (tenant, priority) and claim by priority, then rank, so
-  // each tenant's oldest job comes before any tenant's second job.
+  // Fairness: a job's rank is its tenant's running jobs plus its place among the tenant's claimable jobs
+  // of its priority; claims go by priority, then rank. So a tenant's next job waits behind every other
+  // tenant's first, and a tenant already busy with work yields to one that is not.
   claim: `
-WITH ranked AS (
-  SELECT c.id, c.priority, c.run_after,
-         row_number() OVER (PARTITION BY c.tenant_id, c.priority ORDER BY c.run_after, c.id) AS tenant_rank
+WITH unfinished AS (
+  SELECT c.id, c.tenant_id, c.priority, c.run_after,
+         CASE WHEN ${claimable('c')} THEN 1 ELSE 0 END AS ready,
+         CASE WHEN c.status = 'running' AND c.lease_until >= now() THEN 1 ELSE 0 END AS busy
   FROM cdc_jobs AS c
-  WHERE ${claimable('c')}
+  WHERE c.status IN ('queued', 'running')
+),
+ranked AS (
+  SELECT u.id, u.priority, u.run_after, u.ready,
+         sum(u.busy) OVER (PARTITION BY u.tenant_id)
+           + row_number() OVER (PARTITION BY u.tenant_id, u.priority, u.ready ORDER BY u.run_after, u.id) AS tenant_rank
+  FROM unfinished AS u
 ),
 picked AS (
   SELECT j.id
   FROM ranked AS r
   JOIN cdc_jobs AS j ON j.id = r.id
-  WHERE ${claimable('j')}
+  WHERE r.ready = 1 AND ${claimable('j')}
   ORDER BY r.priority DESC, r.tenant_rank, r.run_after, r.id
   LIMIT $1
   FOR UPDATE OF j SKIP LOCKED

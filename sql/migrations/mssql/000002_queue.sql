@@ -30,7 +30,10 @@ CREATE TABLE dbo.cdc_jobs (
 );
 
 -- At most one unfinished job per data source: a second enqueue is coalesced by the database.
-CREATE UNIQUE NONCLUSTERED INDEX cdc_jobs_one_unfinished ON dbo.cdc_jobs (tenant_id, source_id) WHERE status IN (N'queued', N'running');
+-- It also covers the claim's ranking scan, which reads exactly the unfinished jobs.
+CREATE UNIQUE NONCLUSTERED INDEX cdc_jobs_one_unfinished ON dbo.cdc_jobs (tenant_id, source_id)
+  INCLUDE (status, priority, run_after, lease_until, attempts, max_attempts)
+  WHERE status IN (N'queued', N'running');
 -- A schedule slot fires once across all replicas.
 CREATE UNIQUE NONCLUSTERED INDEX cdc_jobs_slot ON dbo.cdc_jobs (tenant_id, source_id, slot_key) WHERE slot_key IS NOT NULL;
 -- Claim candidates: due queued jobs, and running jobs whose lease may have expired.
