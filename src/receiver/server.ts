@@ -65,7 +65,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   const app = Fastify({
     logger: false,
     bodyLimit: options.faults?.maxBodyBytes ?? DEFAULT_MAX_BODY,
-    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: false } },
+    ajv: { customOptions: { allowUnionTypes: true, allErrors: false, coerceTypes: false, removeAdditional: false, useDefaults: false } },
   });
 
   // Bodies may come gzipped; the body limit counts decoded bytes (a small gzip can hide a large body).

@@ -84,7 +84,7 @@ function keyText(value: WireValue): string | null {
 }
 
 function datasetTable(tenant: string, dataset: string, keys: readonly WireColumn[]): string {
-  const hash = createHash('sha256').update(`${tenant}\u0000${dataset}\u0000${JSON.stringify(keys)}`).digest('hex').slice(0, 16);
+  const hash = createHash('sha256').update(`${tenant}/${dataset}/${JSON.stringify(keys)}`).digest('hex').slice(0, 16);
   return `rx_rows_${hash}`;
 }
 
@@ -107,7 +107,7 @@ export class ReceiverStore {
 
   /** The dataset's table for this key shape; created on first use, recreated when a resync changes the key. */
   private async dataset(tenant: string, dataset: string, keys: WireColumn[], mode: PushMode, schemaVersion: string): Promise<{ table: string; keys: WireColumn[] }> {
-    const id = `${tenant}\u0000${dataset}`;
+    const id = `${tenant}/${dataset}`;
     const wanted = JSON.stringify(keys.map((k) => ({ name: k.name, type: keyType(k) })));
     const cached = this.known.get(id);
     if (cached && JSON.stringify(cached.keys.map((k) => ({ name: k.name, type: keyType(k) }))) === wanted) return cached;
@@ -190,7 +190,7 @@ export class ReceiverStore {
   /** Record a run's completion once and reconcile it with what arrived. */
   async completeRun(tenant: string, dataset: string, body: CompleteBody): Promise<{ status: 'reconciled' | 'mismatch' | 'duplicate'; problems: string[] }> {
     return this.db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cdc-receiver:run:${tenant}\u0000${dataset}\u0000${body.runId}`]);
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cdc-receiver:run:${tenant}/${dataset}/${body.runId}`]);
       const prior = await tx.query<{ problems: string | null }>('SELECT problems FROM rx_runs WHERE tenant = $1 AND dataset = $2 AND run_id = $3', [tenant, dataset, body.runId]);
       if (prior[0]) return { status: 'duplicate' as const, problems: prior[0].problems ? (JSON.parse(prior[0].problems) as string[]) : [] };
       const got = await tx.query<{ batches: string; upserts: string; deletes: string }>(
