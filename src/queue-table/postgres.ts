@@ -54,11 +54,20 @@ ranked AS (
            + row_number() OVER (PARTITION BY u.tenant_id, u.priority, u.ready ORDER BY u.run_after, u.id) AS tenant_rank
   FROM unfinished AS u
 ),
+-- Only the best few hundred candidates are looked up and locked: enough for every concurrent claimer's
+-- batch; if all of them are held by others, this claim returns fewer jobs and the next one sees the rest.
+candidates AS (
+  SELECT r.id, r.priority, r.tenant_rank, r.run_after
+  FROM ranked AS r
+  WHERE r.ready = 1
+  ORDER BY r.priority DESC, r.tenant_rank, r.run_after, r.id
+  LIMIT $1 * 10 + 100
+),
 picked AS (
   SELECT j.id
-  FROM ranked AS r
+  FROM candidates AS r
   JOIN cdc_jobs AS j ON j.id = r.id
-  WHERE r.ready = 1 AND ${claimable('j')}
+  WHERE ${claimable('j')}
   ORDER BY r.priority DESC, r.tenant_rank, r.run_after, r.id
   LIMIT $1
   FOR UPDATE OF j SKIP LOCKED
