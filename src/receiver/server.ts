@@ -125,7 +125,9 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   }
 
   app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, _request, reply) => {
-    if (error instanceof ReceiverConflict) return reply.code(error.status).send({ error: 'conflict', message: error.message });
+    // A conflict raised inside a store transaction arrives wrapped by the dialect layer.
+    const conflict = error instanceof ReceiverConflict ? error : error.cause instanceof ReceiverConflict ? error.cause : undefined;
+    if (conflict) return reply.code(conflict.status).send({ error: 'conflict', message: conflict.message });
     const status = error.validation ? 400 : (error.statusCode ?? 500);
     return reply.code(status).send({ error: status === 413 ? 'payload_too_large' : status < 500 ? 'bad_request' : 'internal', message: error.message });
   });
