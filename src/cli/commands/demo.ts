@@ -1,4 +1,4 @@
-/** `cdc-agent demo`: the one-command demo (its own issue). Until it is built it says so and fails. */
+/** `cdc-agent demo`: the one-command demo on an embedded PostgreSQL (see src/demo/demo.ts). */
 import type { Command } from 'commander';
 import { EXIT } from '../exit-codes.ts';
 import type { CliIo } from '../context.ts';
@@ -6,10 +6,36 @@ import type { CliIo } from '../context.ts';
 export function registerDemo(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
     .command('demo')
-    .description('run the self-contained demo (not built yet)')
-    .action(() => {
-      io.err('The demo is not built yet: `cdc-agent demo` will start an embedded database, onboard two tenants and verify them.');
-      io.err('Meanwhile `npm test` exercises the agent against real databases.');
-      setExit(EXIT.failed);
+    .description('onboard and sync a generated two-tenant estate on an embedded PostgreSQL, then verify it at the reference receiver')
+    .option('--rows <n>', 'rows per tenant, spread over five tables', '100000')
+    .option('--change <fraction>', 'share of rows changed before the incremental sync', '0.01')
+    .option('--keep', 'leave the databases, receiver and agent running and print how to try status/plan/sync')
+    .option('--postgres-url <url>', 'use this PostgreSQL server instead of starting an embedded one')
+    .action(async (options: { rows: string; change: string; keep?: boolean; postgresUrl?: string }) => {
+      const rows = Number(options.rows);
+      const change = Number(options.change);
+      if (!Number.isInteger(rows) || rows < 50) throw new Error('--rows must be a whole number of at least 50');
+      if (!(change > 0 && change < 1)) throw new Error('--change must be a fraction between 0 and 1');
+      const { runDemo } = await import('../../demo/demo.ts');
+      const result = await runDemo({
+        rows,
+        changeFraction: change,
+        keep: Boolean(options.keep),
+        out: (line) => io.err(line),
+        tty: Boolean(process.stderr.isTTY),
+        ...(options.postgresUrl ? { postgresUrl: options.postgresUrl } : {}),
+      });
+      io.out(formatTable(result.rows));
+      io.out(result.ok ? 'Every dataset at the receiver equals its source ✓' : 'VERIFICATION FAILED ✗ (see above)');
+      setExit(result.ok ? EXIT.ok : EXIT.failed);
     });
+}
+
+function formatTable(rows: Array<Record<string, string | number>>): string {
+  if (rows.length === 0) return '';
+  const header = Object.keys(rows[0]!);
+  const cells = rows.map((r) => header.map((h) => String(r[h] ?? '')));
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => c.map((v, i) => (i < 2 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ');
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
 }

@@ -1,0 +1,227 @@
+/**
+ * The agent daemon (`cdc-agent run`): claims up to `worker.concurrency` jobs, heartbeats their leases, runs
+ * them phase by phase, and shuts down in two stages: drain (stop claiming, let running jobs finish within the
+ * grace time), then force (abort what is left and release its lease so another replica resumes it).
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { CompiledConfig } from '../config/load.ts';
+import type { Db } from '../dialect/types.ts';
+import { classifyError } from '../errors/classify.ts';
+import { CdcError, LeaseLostError } from '../errors/errors.ts';
+import { assertSchemaUsable } from '../migrations/migrate.ts';
+import type { ClaimedJob, JobQueue } from '../queue-table/queue.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { SourceConnections } from './connections.ts';
+import { startHealthServer } from './health.ts';
+import { runJob } from './run-job.ts';
+import { RunLedger } from './run-ledger.ts';
+import { Scheduler } from './scheduler.ts';
+
+export type LifecycleState = 'starting' | 'running' | 'draining' | 'stopped';
+
+/** Abort reason used when the grace period ends: the job is released, not failed. */
+class DrainTimeout extends CdcError {
+  constructor() {
+    super('Shutdown grace period ended before the job finished; its lease is released for another replica.', { retryable: true });
+  }
+}
+
+export interface DaemonOptions {
+  config: CompiledConfig;
+  controlDb: Db;
+  queue: JobQueue;
+  sources: SourceConnections;
+  log: Logger;
+  workerId?: string;
+  /** Host for the health server (default 0.0.0.0; tests use 127.0.0.1). */
+  healthHost?: string;
+  /** Disable the scheduler (one-shot modes and tests). */
+  schedule?: boolean;
+}
+
+interface ActiveJob {
+  job: ClaimedJob;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+export class AgentDaemon {
+  state: LifecycleState = 'starting';
+  readonly workerId: string;
+  healthPort: number | undefined;
+  private readonly options: DaemonOptions;
+  private readonly active = new Map<string, ActiveJob>();
+  private scheduler: Scheduler | undefined;
+  private health: { close(): Promise<void> } | undefined;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private readyCache: { at: number; ok: boolean; detail: Record<string, unknown> } | undefined;
+
+  constructor(options: DaemonOptions) {
+    this.options = options;
+    this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  }
+
+  private get log(): Logger {
+    return this.options.log;
+  }
+
+  async start(): Promise<void> {
+    const { config } = this.options;
+    const health = await startHealthServer(config.worker.healthPort, this.options.healthHost ?? '0.0.0.0', {
+      live: () => this.state !== 'stopped',
+      ready: () => this.readiness(),
+    });
+    this.health = health;
+    this.healthPort = health.port;
+    this.log.info({ workerId: this.workerId, healthPort: health.port }, 'agent starting');
+    // Wait for a usable schema without crash-looping: back off while the control database is unreachable.
+    let delay = 1000;
+    while (this.state === 'starting') {
+      try {
+        const status = await assertSchemaUsable(this.options.controlDb);
+        if (status.pending.length === 0) break;
+        this.log.warn({ pending: status.pending }, 'control database has pending migrations; run `cdc-agent migrate` (waiting)');
+      } catch (error) {
+        if (!classifyError(error).retryable) throw error;
+        this.log.warn({ err: error, retryInMs: delay }, 'control database not reachable yet; retrying');
+      }
+      await this.sleep(delay);
+      delay = Math.min(delay * 2, 30_000);
+    }
+    if (this.state !== 'starting') return;
+    if (this.options.schedule !== false) {
+      this.scheduler = new Scheduler(config, this.options.queue, this.log);
+      this.scheduler.start();
+    }
+    this.state = 'running';
+    this.log.info({ concurrency: config.worker.concurrency }, 'agent running');
+    this.loop = this.claimLoop();
+  }
+
+  private async readiness(): Promise<{ ok: boolean; detail: Record<string, unknown> }> {
+    if (this.readyCache && Date.now() - this.readyCache.at < 2000) return this.readyCache;
+    let result: { ok: boolean; detail: Record<string, unknown> };
+    try {
+      const status = await assertSchemaUsable(this.options.controlDb);
+      const ok = this.state === 'running' && status.pending.length === 0;
+      result = { ok, detail: { state: this.state, migration: status.current, pendingMigrations: status.pending.length, activeJobs: this.active.size } };
+    } catch (error) {
+      result = { ok: false, detail: { state: this.state, error: error instanceof Error ? error.message : String(error) } };
+    }
+    this.readyCache = { at: Date.now(), ...result };
+    return result;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async claimLoop(): Promise<void> {
+    const { config, queue } = this.options;
+    let idleDelay = config.worker.pollInterval;
+    while (this.state === 'running') {
+      const free = config.worker.concurrency - this.active.size;
+      if (free > 0) {
+        try {
+          const jobs = await queue.claim(this.workerId, free, config.worker.leaseMs);
+          for (const job of jobs) this.launch(job);
+          idleDelay = config.worker.pollInterval;
+          if (jobs.length > 0) continue;
+        } catch (error) {
+          idleDelay = Math.min(idleDelay * 2, 30_000);
+          this.log.warn({ err: error, retryInMs: idleDelay }, 'claiming jobs failed; backing off');
+        }
+      }
+      await this.sleep(idleDelay);
+    }
+  }
+
+  private launch(job: ClaimedJob): void {
+    const { config, queue, controlDb, sources } = this.options;
+    const log = this.log.child({ tenant: job.tenant, source: job.source, jobId: job.id, kind: job.kind });
+    const abort = new AbortController();
+    const heartbeat = setInterval(() => {
+      queue.heartbeat(job, config.worker.leaseMs).catch((error: unknown) => {
+        if (error instanceof LeaseLostError) {
+          log.warn('lease lost; stopping this job without writing anything more');
+          abort.abort(error);
+        } else {
+          log.warn({ err: error }, 'heartbeat failed; will retry at the next beat');
+        }
+      });
+    }, config.worker.heartbeatMs);
+    log.info({ attempt: job.attempts, phase: job.phase }, 'job claimed');
+    const started = Date.now();
+    const done = (async () => {
+      try {
+        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal });
+        await queue.complete(job, stats);
+        log.info({ ms: Date.now() - started, upserts: stats.upserts, deletes: stats.deletes, batches: stats.batches }, 'job succeeded');
+      } catch (error) {
+        await this.settleFailure(job, error, abort.signal, log);
+      } finally {
+        clearInterval(heartbeat);
+        this.active.delete(job.id);
+        this.wake?.();
+      }
+    })();
+    this.active.set(job.id, { job, abort, done });
+  }
+
+  private async settleFailure(job: ClaimedJob, error: unknown, signal: AbortSignal, log: Logger): Promise<void> {
+    const reason = signal.aborted ? signal.reason : undefined;
+    if (error instanceof LeaseLostError || reason instanceof LeaseLostError) {
+      log.warn('job abandoned after losing its lease; the new owner carries on');
+      return;
+    }
+    if (reason instanceof DrainTimeout) {
+      await this.options.queue.release(job).catch((e: unknown) => log.warn({ err: e }, 'could not release the job; its lease will expire'));
+      log.info('job released at shutdown; another replica will resume it');
+      return;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    try {
+      const outcome = await this.options.queue.fail(job, error);
+      if (job.runId) await new RunLedger(this.options.controlDb).fail(job.runId, message).catch(() => {});
+      if (outcome.status === 'dead') log.error({ err: error }, 'job dead-lettered; fix the cause, then `cdc-agent jobs retry-dead`');
+      else log.warn({ err: error, runAfter: outcome.runAfter }, 'job failed; retrying later');
+    } catch (failError) {
+      if (failError instanceof LeaseLostError) log.warn('job failed after losing its lease; the new owner carries on');
+      else log.error({ err: failError, cause: message }, 'could not record the job failure; its lease will expire and it will be retried');
+    }
+  }
+
+  /** Stage one: stop claiming and wait up to the grace period; stage two: abort and release what is left. */
+  async stop(reason = 'shutdown'): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'draining') return;
+    const wasStarting = this.state === 'starting';
+    this.state = 'draining';
+    this.log.info({ reason, activeJobs: this.active.size, graceMs: this.options.config.worker.drainGraceMs }, 'draining');
+    this.scheduler?.stop();
+    this.wake?.();
+    if (!wasStarting) await this.loop;
+    const all = () => Promise.all([...this.active.values()].map((a) => a.done));
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.options.config.worker.drainGraceMs);
+    });
+    const outcome = await Promise.race([all().then(() => 'drained' as const), graceOver]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.log.warn({ activeJobs: this.active.size }, 'grace period over; releasing unfinished jobs');
+      for (const a of this.active.values()) a.abort.abort(new DrainTimeout());
+      await all();
+    }
+    await this.health?.close();
+    this.state = 'stopped';
+    this.log.info('stopped');
+  }
+}

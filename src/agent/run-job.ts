@@ -1,0 +1,184 @@
+/**
+ * One job's run, phase by phase (DESIGN §5): snapshot → diff → batch → push → done. The phase is recorded
+ * (fenced by the lease) after each one completes, so another replica that takes the job over continues from
+ * there. A job taken over before its changes were batched starts a fresh run: the snapshot and change tables
+ * may be half-written by the worker that lost the lease, and I1 makes a fresh diff correct.
+ */
+import { randomBytes } from 'node:crypto';
+import type { CompiledConfig } from '../config/load.ts';
+import type { SourceConfig, TenantConfig } from '../config/schema.ts';
+import type { Db } from '../dialect/types.ts';
+import { PermanentError } from '../errors/errors.ts';
+import { cutBatches } from '../batching/batches.ts';
+import { computeDiff } from '../cdc/diff.ts';
+import { pushRun } from '../push/push.ts';
+import type { ClaimedJob, JobQueue } from '../queue-table/queue.ts';
+import { introspectSource } from '../snapshot/introspect.ts';
+import type { SourceSchema } from '../snapshot/schema.ts';
+import { takeSnapshot } from '../snapshot/snapshot.ts';
+import { prepareTables, recordSourceState } from '../snapshot/tables.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { SourceConnections } from './connections.ts';
+import { RunLedger } from './run-ledger.ts';
+
+export type Phase = 'snapshot' | 'diff' | 'batch' | 'push' | 'done';
+
+export interface RunStats {
+  phase: Phase;
+  sourceRows?: number;
+  snapshotRows?: number;
+  upserts?: number;
+  deletes?: number;
+  batches?: number;
+  batchesAcked?: number;
+  rowsPushed?: number;
+  schemaChanged?: boolean;
+  startedAt?: string;
+  [key: string]: unknown;
+}
+
+export interface JobContext {
+  job: ClaimedJob;
+  queue: JobQueue;
+  config: CompiledConfig;
+  controlDb: Db;
+  sources: SourceConnections;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export function newRunId(now = new Date()): string {
+  return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(4).toString('hex')}`;
+}
+
+export function findSource(config: CompiledConfig, tenantId: string, sourceId: string): { tenant: TenantConfig; source: SourceConfig } {
+  const tenant = config.tenants.find((t) => t.id === tenantId);
+  const source = tenant?.sources.find((s) => s.id === sourceId);
+  if (!tenant || !source) {
+    throw new PermanentError(
+      `Job for tenant "${tenantId}", source "${sourceId}" names a source that is not in this agent's configuration; ` +
+        'add it back, or cancel the job with `cdc-agent jobs retry-dead`/let it dead-letter.',
+      { context: { tenant: tenantId, source: sourceId } },
+    );
+  }
+  return { tenant, source };
+}
+
+/** Throttle progress writes so that a fast phase does not hammer the job row. */
+function progressWriter(ctx: JobContext, runId: string, base: () => RunStats): (extra: Partial<RunStats>) => void {
+  let last = 0;
+  let pending: Promise<void> = Promise.resolve();
+  return (extra) => {
+    const now = Date.now();
+    if (now - last < 1000) return;
+    last = now;
+    const stats = { ...base(), ...extra };
+    pending = pending.then(() => ctx.queue.setProgress(ctx.job, { runId, stats }).catch(() => {}));
+  };
+}
+
+export async function runJob(ctx: JobContext): Promise<RunStats> {
+  const { job, queue, config, controlDb, log, signal } = ctx;
+  const { tenant, source } = findSource(config, job.tenant, job.source);
+  const ledger = new RunLedger(controlDb);
+
+  const resumable = job.runId !== null && (job.phase === 'push' || job.phase === 'batch' || job.phase === 'done');
+  const runId = resumable ? job.runId! : newRunId();
+  let stats: RunStats = resumable && job.stats ? ({ ...(job.stats as RunStats) } as RunStats) : { phase: 'snapshot', startedAt: new Date().toISOString() };
+  const runLog = log.child({ runId, phase: stats.phase });
+
+  if (!resumable) {
+    if (job.runId) await ledger.abandon(job.runId, 'taken over before its changes were batched; a fresh run replaces it');
+    await ledger.start({ runId, jobId: job.id, tenant: tenant.id, source: source.id, mode: job.kind });
+    await queue.setProgress(job, { phase: 'snapshot', runId, stats });
+  } else {
+    runLog.info({ phase: job.phase }, 'resuming run taken over from another worker');
+  }
+
+  const setPhase = async (phase: Phase, extra: Partial<RunStats> = {}) => {
+    stats = { ...stats, ...extra, phase };
+    await queue.setProgress(job, { phase, runId, stats });
+    await ledger.phase(runId, phase);
+  };
+  const progress = progressWriter(ctx, runId, () => stats);
+  const checkAbort = () => {
+    if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
+  };
+
+  let schema: SourceSchema;
+  if (stats.phase === 'snapshot') {
+    const sourceDb = await ctx.sources.get(tenant.id, source.connection);
+    schema = await introspectSource(sourceDb, tenant.id, source);
+    const { drift } = await prepareTables({ controlDb, tenant: tenant.id, source, schema, runId });
+    if (drift) runLog.warn({ changes: drift.changes }, 'schema changed at the source; re-sending every row in the new shape');
+    checkAbort();
+    const started = Date.now();
+    const snap = await takeSnapshot({
+      sourceDb,
+      controlDb,
+      tenant: tenant.id,
+      source,
+      schema,
+      signal,
+      onProgress: (rows) => progress({ phase: 'snapshot', snapshotRows: rows }),
+    });
+    runLog.info({ rows: snap.rows, ms: Date.now() - started }, 'snapshot taken');
+    await setPhase('diff', { sourceRows: snap.rows, snapshotRows: snap.rows, schemaChanged: drift !== null, schema });
+    stats.schema = schema;
+  } else {
+    schema = stats.schema as SourceSchema;
+    if (!schema) throw new PermanentError(`Run ${runId} of ${tenant.id}/${source.id} has no recorded schema and cannot resume; it will start over.`);
+  }
+
+  if (stats.phase === 'diff') {
+    checkAbort();
+    const started = Date.now();
+    const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema });
+    runLog.info({ ...diff, ms: Date.now() - started }, 'diff computed');
+    await setPhase('batch', { upserts: diff.upserts, deletes: diff.deletes });
+  }
+
+  if (stats.phase === 'batch') {
+    checkAbort();
+    const cut = await cutBatches({
+      controlDb,
+      tenant: tenant.id,
+      source: source.id,
+      runId,
+      schema,
+      maxRows: source.batch.maxRows,
+      maxBytes: source.batch.maxBytes,
+    });
+    await setPhase('push', { batches: cut.batches, upserts: cut.upserts, deletes: cut.deletes });
+  }
+
+  if (stats.phase === 'push') {
+    checkAbort();
+    const started = Date.now();
+    const pushed = await pushRun({
+      controlDb,
+      tenant,
+      source,
+      runId,
+      mode: job.kind,
+      schema,
+      sourceRows: stats.sourceRows ?? 0,
+      fence: (fn) => queue.fenced(job, fn),
+      signal,
+      onProgress: (p) => progress({ phase: 'push', batchesAcked: p.batchesAcked, batches: p.batches, rowsPushed: p.rows }),
+    });
+    runLog.info({ ...pushed, ms: Date.now() - started }, 'changes pushed and acknowledged');
+    stats = { ...stats, batches: pushed.batches, batchesAcked: pushed.batches };
+    await queue.fenced(job, (tx) => ledger.finish(runId, 'succeeded', stats, tx));
+    await recordSourceState({
+      controlDb,
+      tenant: tenant.id,
+      source: source.id,
+      schema,
+      runId,
+      counts: { sourceRows: stats.sourceRows ?? 0, upserts: stats.upserts ?? 0, deletes: stats.deletes ?? 0, batches: pushed.batches },
+    });
+    stats.phase = 'done';
+  }
+  return stats;
+}

@@ -1,0 +1,112 @@
+/**
+ * The operator's view of every configured source (`cdc-agent status`): last success, lag, last run counts,
+ * running phase, queued and dead jobs, last error. The JSON form is documented in docs/operations.md.
+ */
+import type { CompiledConfig } from '../config/load.ts';
+import type { Db } from '../dialect/types.ts';
+import type { JobQueue, QueueStats } from '../queue-table/queue.ts';
+
+export interface SourceStatus {
+  tenant: string;
+  source: string;
+  schedule: string | null;
+  lastSuccessAt: string | null;
+  /** Seconds since the last successful run, null when never synced. */
+  lagSeconds: number | null;
+  lastRun: null | { runId: string; mode: string; status: string; phase: string; sourceRows: number | null; upserts: number | null; deletes: number | null; batches: number | null; startedAt: string; finishedAt: string | null; error: string | null };
+  running: null | { jobId: string; owner: string | null; phase: string | null; leaseUntil: string | null };
+  queued: number;
+  dead: number;
+  lastError: string | null;
+}
+
+export interface StatusReport {
+  generatedAt: string;
+  queue: { depth: Record<string, number>; oldestQueuedSeconds: number | null };
+  sources: SourceStatus[];
+}
+
+function iso(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  return value instanceof Date ? value.toISOString() : new Date(String(value).replace(' ', 'T') + (/[zZ]|[+-]\d\d:?\d\d$/.test(String(value)) ? '' : 'Z')).toISOString();
+}
+
+function num(value: unknown): number | null {
+  return value === null || value === undefined ? null : Number(value);
+}
+
+export async function collectStatus(config: CompiledConfig, controlDb: Db, queue: JobQueue, now = new Date()): Promise<StatusReport> {
+  const stats: QueueStats = await queue.stats();
+  const states = await controlDb.query<{ tenant_id: string; source_id: string; last_success_at: unknown }>(
+    'SELECT tenant_id, source_id, last_success_at FROM cdc_source_state',
+  );
+  const runs = await controlDb.query<Record<string, unknown>>(
+    `SELECT r.* FROM cdc_runs r JOIN (SELECT tenant_id, source_id, MAX(started_at) AS started_at FROM cdc_runs GROUP BY tenant_id, source_id) latest
+       ON latest.tenant_id = r.tenant_id AND latest.source_id = r.source_id AND latest.started_at = r.started_at`,
+  );
+  const sources: SourceStatus[] = [];
+  for (const tenant of config.tenants) {
+    for (const source of tenant.sources) {
+      const is = (row: { tenant_id?: unknown; source_id?: unknown; tenant?: unknown; source?: unknown }) =>
+        (row.tenant_id ?? row.tenant) === tenant.id && (row.source_id ?? row.source) === source.id;
+      const state = states.find(is);
+      const run = runs.find(is);
+      const running = stats.running.find((j) => j.tenant === tenant.id && j.source === source.id);
+      const dead = stats.dead.filter((j) => j.tenant === tenant.id && j.source === source.id);
+      const queued = stats.queuedBySource?.find((q) => q.tenant === tenant.id && q.source === source.id)?.count ?? 0;
+      const lastSuccessAt = iso(state?.last_success_at);
+      sources.push({
+        tenant: tenant.id,
+        source: source.id,
+        schedule: source.schedule ?? (source.every ? `every ${Math.round(source.every / 1000)}s` : null),
+        lastSuccessAt,
+        lagSeconds: lastSuccessAt ? Math.round((now.getTime() - Date.parse(lastSuccessAt)) / 1000) : null,
+        lastRun: run
+          ? {
+              runId: String(run.run_id),
+              mode: String(run.mode),
+              status: String(run.status),
+              phase: String(run.phase),
+              sourceRows: num(run.source_rows),
+              upserts: num(run.upserts),
+              deletes: num(run.deletes),
+              batches: num(run.batches),
+              startedAt: iso(run.started_at)!,
+              finishedAt: iso(run.finished_at),
+              error: run.error === null || run.error === undefined ? null : String(run.error),
+            }
+          : null,
+        running: running ? { jobId: running.id, owner: running.owner ?? null, phase: running.phase ?? null, leaseUntil: iso(running.leaseUntil) } : null,
+        queued,
+        dead: dead.length,
+        lastError: dead[0]?.lastError ?? (run && run.status === 'failed' ? String(run.error) : null),
+      });
+    }
+  }
+  return {
+    generatedAt: now.toISOString(),
+    queue: { depth: stats.depth, oldestQueuedSeconds: stats.oldestQueuedSeconds ?? null },
+    sources,
+  };
+}
+
+export function formatStatus(report: StatusReport): string {
+  const header = ['TENANT', 'SOURCE', 'LAST SUCCESS', 'LAG', 'LAST RUN', 'ROWS', '+/~', '-', 'NOW', 'QUEUED', 'DEAD', 'LAST ERROR'];
+  const rows = report.sources.map((s) => [
+    s.tenant,
+    s.source,
+    s.lastSuccessAt ?? 'never',
+    s.lagSeconds === null ? '-' : `${s.lagSeconds}s`,
+    s.lastRun ? `${s.lastRun.mode} ${s.lastRun.status}` : '-',
+    String(s.lastRun?.sourceRows ?? '-'),
+    String(s.lastRun?.upserts ?? '-'),
+    String(s.lastRun?.deletes ?? '-'),
+    s.running ? `${s.running.phase ?? 'claimed'} (${s.running.owner ?? '?'})` : 'idle',
+    String(s.queued),
+    String(s.dead),
+    (s.lastError ?? '').slice(0, 80),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}

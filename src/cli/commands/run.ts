@@ -1,0 +1,47 @@
+/** `cdc-agent run`: the daemon. SIGTERM/SIGINT drain within the grace period, then exit 0. */
+import type { Command } from 'commander';
+import { EXIT } from '../exit-codes.ts';
+import { loadFromCli, type CliIo } from '../context.ts';
+
+export function registerRun(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('run')
+    .description('run the agent: claim and execute sync jobs, fire schedules, serve /healthz and /readyz')
+    .option('--worker-id <id>', 'name of this replica in the job table (default: host:pid:random)')
+    .option('--no-schedule', 'do not fire schedules (only run jobs enqueued by onboard/sync)')
+    .option('--health-host <host>', 'address for the health server', '0.0.0.0')
+    .action(async (options: { workerId?: string; schedule: boolean; healthHost: string }, command: Command) => {
+      const loaded = await loadFromCli(command, io);
+      const { AgentDaemon } = await import('../../agent/daemon.ts');
+      const { openRuntime } = await import('../../agent/runtime.ts');
+      const runtime = await openRuntime(loaded);
+      const daemon = new AgentDaemon({
+        ...runtime,
+        config: loaded.config,
+        schedule: options.schedule,
+        healthHost: options.healthHost,
+        ...(options.workerId !== undefined ? { workerId: options.workerId } : {}),
+      });
+      let stopping: Promise<void> | undefined;
+      const stop = (signal: string) => {
+        if (stopping) {
+          runtime.log.warn({ signal }, 'second signal: exiting now; unfinished leases will expire');
+          process.exit(EXIT.failed);
+        }
+        stopping = daemon.stop(signal);
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      await daemon.start();
+      await new Promise<void>((resolve) => {
+        const check = setInterval(() => {
+          if (daemon.state === 'stopped') {
+            clearInterval(check);
+            resolve();
+          }
+        }, 100);
+      });
+      await runtime.close();
+      setExit(EXIT.ok);
+    });
+}
