@@ -28,7 +28,13 @@ export interface StatusReport {
 
 function iso(value: unknown): string | null {
   if (value === null || value === undefined) return null;
-  return value instanceof Date ? value.toISOString() : new Date(String(value).replace(' ', 'T') + (/[zZ]|[+-]\d\d:?\d\d$/.test(String(value)) ? '' : 'Z')).toISOString();
+  if (value instanceof Date) return value.toISOString();
+  // PostgreSQL timestamptz text ('2026-11-22 10:00:00.123+00'), SQL Server datetime2 (UTC, no zone).
+  let text = String(value).trim().replace(' ', 'T');
+  if (/[+-]\d\d$/.test(text)) text += ':00';
+  else if (!/([zZ]|[+-]\d\d:?\d\d)$/.test(text)) text += 'Z';
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? String(value) : new Date(ms).toISOString();
 }
 
 function num(value: unknown): number | null {

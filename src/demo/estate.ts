@@ -61,7 +61,7 @@ export async function createEstate(db: Db, totalRows: number, seed: number): Pro
       order_id bigint PRIMARY KEY, customer_id integer NOT NULL, ordered_at timestamp(6) NOT NULL, status varchar(20) NOT NULL,
       total numeric(14,2), currency char(3) NOT NULL, shipped_at timestamp(6));
     INSERT INTO orders
-      SELECT g, 1 + (g * 7919) % ${customers}, timestamp '2022-01-01' + (g * interval '11 minutes 7.654321 seconds'),
+      SELECT g, 1 + (g::bigint * 7919) % ${customers}, timestamp '2022-01-01' + (g * interval '11 minutes 7.654321 seconds'),
              (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4], round((random() * 5000)::numeric, 2),
              (ARRAY['EUR','USD','NOK'])[1 + g % 3], CASE WHEN g % 4 = 2 THEN timestamp '2022-01-02' + (g * interval '11 minutes') END
       FROM generate_series(1, ${orders}) g;
@@ -70,7 +70,7 @@ export async function createEstate(db: Db, totalRows: number, seed: number): Pro
       order_id bigint NOT NULL, line_no integer NOT NULL, product_id integer NOT NULL, quantity integer NOT NULL,
       unit_price numeric(10,4) NOT NULL, discount numeric(5,4), PRIMARY KEY (order_id, line_no));
     INSERT INTO order_lines
-      SELECT o, l, 1 + (o * 31 + l) % ${products}, 1 + (o + l) % 9, round((random() * 200)::numeric, 4),
+      SELECT o, l, 1 + (o::bigint * 31 + l) % ${products}, 1 + (o + l) % 9, round((random() * 200)::numeric, 4),
              CASE WHEN (o + l) % 6 = 0 THEN round((random() * 0.3)::numeric, 4) END
       FROM generate_series(1, ${orders}) o, generate_series(1, ${linesPerOrder}) l;
 
@@ -78,7 +78,7 @@ export async function createEstate(db: Db, totalRows: number, seed: number): Pro
       invoice_id integer PRIMARY KEY, order_id bigint NOT NULL, issued_on date NOT NULL, amount numeric(14,2) NOT NULL,
       paid boolean NOT NULL, reference uuid, pdf bytea);
     INSERT INTO invoices
-      SELECT g, 1 + (g * 104729) % ${orders}, date '2022-01-01' + (g % 1000), round((random() * 5000)::numeric, 2), g % 2 = 0,
+      SELECT g, 1 + (g::bigint * 104729) % ${orders}, date '2022-01-01' + (g % 1000), round((random() * 5000)::numeric, 2), g % 2 = 0,
              CASE WHEN g % 10 = 0 THEN NULL ELSE md5('inv' || g)::uuid END,
              CASE WHEN g % 3 = 0 THEN decode(md5(g::text), 'hex') END
       FROM generate_series(1, ${invoices}) g;

@@ -1,0 +1,166 @@
+/**
+ * End to end (issue 6): real source and control databases, the reference receiver, and every agent a
+ * separate OS process. The invariants under test: I1 (staging = acknowledged), I2 (fencing), I7 (convergence).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { mutateEstate } from '../../src/demo/estate.ts';
+import { allOk, Estate } from '../support/estate.ts';
+
+const THREE_SOURCES = [
+  { id: 'customers', table: 'public.customers' },
+  { id: 'order_lines', table: 'public.order_lines' },
+  { id: 'paid_invoices', table: 'public.paid_invoices', key: ['invoice_id'] },
+];
+const PAID_VIEW = `CREATE VIEW paid_invoices AS SELECT invoice_id, order_id, issued_on, amount, reference FROM invoices WHERE paid`;
+
+let estate: Estate | undefined;
+afterEach(async () => {
+  await estate?.close();
+  estate = undefined;
+});
+
+function jsonOf<T>(result: { code: number; stdout: string; stderr: string }): T {
+  if (result.code !== 0) throw new Error(`command failed with ${result.code}: ${result.stderr}`);
+  return JSON.parse(result.stdout) as T;
+}
+
+function everyDatasetEqual(results: Record<string, unknown>, names: string[]): void {
+  expect(results).toEqual(Object.fromEntries(names.map((n) => [n, 'ok'])));
+}
+
+describe('agent end to end [postgres → postgres]', () => {
+  it('onboards a tenant (composite key, a view), then syncs inserts, updates and deletes; the receiver equals the source', async () => {
+    estate = await Estate.create({ label: 'e2e_basic', tenants: ['acme'], rows: 6000, sources: THREE_SOURCES, setupSql: PAID_VIEW });
+    await estate.startAgent('agent-a');
+
+    const onboard = await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120']);
+    expect(onboard.stderr).toContain('All 3 source(s) synced.');
+    expect(onboard.code).toBe(0);
+    everyDatasetEqual(allOk(await estate.verify('acme')), ['customers', 'order_lines', 'paid_invoices']);
+
+    await mutateEstate(estate.sourceDb('acme'), 0.05);
+    const sync = await estate.cli(['sync', '--tenant', 'acme', '--wait', '--timeout', '120']);
+    expect(sync.code).toBe(0);
+    everyDatasetEqual(allOk(await estate.verify('acme')), ['customers', 'order_lines', 'paid_invoices']);
+
+    const status = jsonOf<{ sources: Array<Record<string, unknown>> }>(await estate.cli(['status', '--json']));
+    expect(status.sources).toHaveLength(3);
+    for (const s of status.sources) {
+      expect(s).toMatchObject({ tenant: 'acme', running: null, queued: 0, dead: 0, lastError: null, lastRun: { mode: 'incremental', status: 'succeeded' } });
+      expect(s.lastSuccessAt).toEqual(expect.any(String));
+    }
+    const changed = status.sources.reduce((n, s) => n + Number((s.lastRun as { upserts: number }).upserts) + Number((s.lastRun as { deletes: number }).deletes), 0);
+    expect(changed).toBeGreaterThan(0);
+  });
+
+  for (const phase of ['snapshot', 'diff', 'push'] as const) {
+    it(`converges after kill -9 during ${phase}, with no batch applied twice except as deduped replays`, async () => {
+      estate = await Estate.create({
+        label: `e2e_kill_${phase}`,
+        tenants: ['acme'],
+        rows: phase === 'push' ? 20_000 : 150_000,
+        sources: [{ id: 'order_lines', table: 'public.order_lines' }],
+        worker: { leaseSeconds: 5, concurrency: 1 },
+        batch: { maxRows: 500 },
+        ...(phase === 'push' ? { faults: { latencyMs: 40 } } : {}),
+      });
+      const first = await estate.startAgent('victim');
+      const [jobId] = await estate.enqueue('acme', 'initial');
+      await estate.waitForPhase(jobId!, phase);
+      first.signal('SIGKILL');
+      expect(await first.exited).toBeNull();
+
+      const status = jsonOf<{ sources: Array<{ running: { owner: string; phase: string } | null }> }>(await estate.cli(['status', '--json']));
+      // the dead agent's lease is still held until it expires: status shows the job running under its owner
+      expect(status.sources[0]!.running).toMatchObject({ owner: 'victim', phase });
+
+      await estate.startAgent('rescuer');
+      await estate.waitForJobs([jobId!], 120_000);
+      everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
+      const stats = await estate.receiverStats('acme', 'order_lines');
+      expect(stats).toMatchObject({ mismatches: 0 });
+      expect(stats.runsCompleted).toBeGreaterThanOrEqual(1);
+      // every applied request carried a distinct idempotency key; resends were deduped, not re-applied
+      const applied = await estate.receiverDb.db.query<{ n: string; keys: string }>(
+        `SELECT count(*)::text AS n, count(DISTINCT idempotency_key)::text AS keys FROM rx_requests WHERE dataset = 'order_lines'`,
+      );
+      expect(applied[0]!.n).toBe(applied[0]!.keys);
+    });
+  }
+
+  it('two agent processes share 12 sources of 2 tenants: every run executes once and both do work', async () => {
+    const sources = ['customers', 'products', 'orders', 'order_lines', 'invoices'].map((t) => ({ id: t, table: `public.${t}` }));
+    sources.push({ id: 'paid_invoices', table: 'public.paid_invoices', key: ['invoice_id'] } as never);
+    estate = await Estate.create({ label: 'e2e_two', tenants: ['acme', 'globex'], rows: 20_000, sources, setupSql: PAID_VIEW, worker: { concurrency: 2 } });
+    const [a, b] = await Promise.all([estate.startAgent('agent-a'), estate.startAgent('agent-b')]);
+    const ids = [...(await estate.enqueue('acme', 'initial')), ...(await estate.enqueue('globex', 'initial'))];
+    expect(ids).toHaveLength(12);
+    await estate.waitForJobs(ids, 180_000);
+    for (const tenant of ['acme', 'globex']) everyDatasetEqual(allOk(await estate.verify(tenant)), sources.map((s) => s.id));
+
+    const runs = await estate.control.db.query<{ source_id: string; tenant_id: string; n: string }>(
+      `SELECT tenant_id, source_id, count(*)::text AS n FROM cdc_runs GROUP BY tenant_id, source_id`,
+    );
+    expect(runs).toHaveLength(12);
+    expect(runs.every((r) => r.n === '1')).toBe(true);
+    const doneBy = (agent: typeof a) => agent.messages().filter((m) => m.msg === 'job succeeded').length;
+    expect(doneBy(a) + doneBy(b)).toBe(12);
+    expect(doneBy(a)).toBeGreaterThan(0);
+    expect(doneBy(b)).toBeGreaterThan(0);
+  });
+
+  it('an agent paused past its lease is taken over; after SIGCONT it writes nothing (fencing) and carries on', async () => {
+    estate = await Estate.create({
+      label: 'e2e_stop',
+      tenants: ['acme'],
+      rows: 20_000,
+      sources: [{ id: 'order_lines', table: 'public.order_lines' }],
+      worker: { leaseSeconds: 5, concurrency: 1 },
+      batch: { maxRows: 300 },
+      faults: { latencyMs: 30 },
+    });
+    const sleeper = await estate.startAgent('sleeper');
+    const [jobId] = await estate.enqueue('acme', 'initial');
+    await estate.waitForPhase(jobId!, 'push');
+    sleeper.signal('SIGSTOP');
+    const other = await estate.startAgent('other');
+    await other.waitFor(/"msg":"job claimed"/, 30_000);
+    sleeper.signal('SIGCONT');
+    await sleeper.waitFor(/lease lost|after losing its lease/, 30_000);
+    await estate.waitForJobs([jobId!], 120_000);
+    everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
+    // the job finished under the new owner, and the old one did not record a failure for it
+    const [view] = await estate.queue.getJobs([jobId!]);
+    expect(view).toMatchObject({ status: 'succeeded' });
+    expect(sleeper.messages().filter((m) => m.msg === 'job succeeded' || m.msg === 'job failed; retrying later')).toEqual([]);
+    // and it keeps running: still alive, ready for more work
+    expect(sleeper.child.exitCode).toBeNull();
+  });
+
+  it('SIGTERM during a push drains within the grace period, exits 0, and the job resumes in the other process', async () => {
+    estate = await Estate.create({
+      label: 'e2e_term',
+      tenants: ['acme'],
+      rows: 20_000,
+      sources: [{ id: 'order_lines', table: 'public.order_lines' }],
+      worker: { leaseSeconds: 10, concurrency: 1, drainGraceSeconds: 1 },
+      batch: { maxRows: 300 },
+      faults: { latencyMs: 400 },
+    });
+    const leaving = await estate.startAgent('leaving');
+    const [jobId] = await estate.enqueue('acme', 'initial');
+    await estate.waitForPhase(jobId!, 'push');
+    const stopAt = Date.now();
+    leaving.signal('SIGTERM');
+    expect(await leaving.exited).toBe(0);
+    expect(Date.now() - stopAt).toBeLessThan(10_000);
+    expect(leaving.messages().some((m) => m.msg === 'job released at shutdown; another replica will resume it')).toBe(true);
+
+    const [released] = await estate.queue.getJobs([jobId!]);
+    expect(released).toMatchObject({ status: 'queued', phase: 'push' });
+    const staying = await estate.startAgent('staying');
+    await estate.waitForJobs([jobId!], 120_000);
+    expect(staying.messages().some((m) => m.msg === 'resuming run taken over from another worker')).toBe(true);
+    everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
+  });
+});
