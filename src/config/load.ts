@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, SecretNotFoundError } from '../errors/errors.ts';
+import { KeyVaultSecretProvider } from './keyvault.ts';
 import { configSchema, crossCheck, type ParsedConfig } from './schema.ts';
 import { EnvSecretProvider, FileSecretProvider, SecretResolver, type SecretProvider } from './secrets.ts';
 
@@ -22,7 +23,7 @@ export interface LoadOptions {
   /** `--config` from the command line. */
   path?: string;
   env?: Readonly<Record<string, string | undefined>>;
-  /** Extra providers placed first in the chain (Azure Key Vault). */
+  /** Providers placed first in the chain instead of the Azure Key Vault one that `keyVault` configures. */
   providers?: readonly SecretProvider[];
 }
 
@@ -143,13 +144,8 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
   const env = options.env ?? process.env;
   const path = configPathFrom({ ...options, env });
   const unresolved = compileConfig(await readConfigFile(path), path);
-  if (unresolved.keyVault !== undefined && options.providers === undefined) {
-    throw new ConfigError(
-      ['keyVault: the Azure Key Vault secret provider is not built into this version yet; remove keyVault and provide secrets through CDC_SECRET_<NAME> or mounted files'],
-      'Unsupported configuration',
-    );
-  }
-  const secrets = new SecretResolver([...(options.providers ?? []), ...defaultProviders(unresolved, env)]);
+  const keyVault = unresolved.keyVault !== undefined ? [new KeyVaultSecretProvider({ url: unresolved.keyVault.url, cacheTtlMs: unresolved.keyVault.cacheTtl })] : [];
+  const secrets = new SecretResolver([...(options.providers ?? keyVault), ...defaultProviders(unresolved, env)]);
   const config = await resolveSecrets(unresolved, secrets);
   return { config, unresolved, secrets };
 }

@@ -14,6 +14,8 @@ export interface SecretProvider {
   describe(name: string): string;
   /** The secret's value, or undefined when this provider does not have it. */
   get(name: string): Promise<string | undefined>;
+  /** Forget a cached value so that the next `get` asks the source again (rotation). */
+  invalidate?(name: string): void;
 }
 
 export function secretEnvName(name: string): string {
@@ -63,6 +65,7 @@ export class FileSecretProvider implements SecretProvider {
 export class SecretResolver {
   private readonly providers: readonly SecretProvider[];
   private readonly known = new Set<string>();
+  private readonly byName = new Map<string, string>();
 
   constructor(providers: readonly SecretProvider[]) {
     this.providers = providers;
@@ -78,6 +81,7 @@ export class SecretResolver {
       const value = await provider.get(name);
       if (value !== undefined) {
         this.known.add(value);
+        this.byName.set(name, value);
         return value;
       }
     }
@@ -85,6 +89,18 @@ export class SecretResolver {
       name,
       this.providers.map((p) => p.describe(name)),
     );
+  }
+
+  /**
+   * Re-read a secret after an authentication failure (rotation): caches are dropped and the chain is asked
+   * again. The old value stays known, so it is still redacted wherever it shows up.
+   */
+  async refresh(reference: string): Promise<{ value: string; changed: boolean }> {
+    const name = reference.startsWith(SECRET_PREFIX) ? reference.slice(SECRET_PREFIX.length) : reference;
+    for (const provider of this.providers) provider.invalidate?.(name);
+    const before = this.byName.get(name);
+    const value = await this.resolve(SECRET_PREFIX + name);
+    return { value, changed: before !== undefined && before !== value };
   }
 
   /** Every secret value resolved so far, for redaction. */
