@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, SecretNotFoundError } from '../errors/errors.ts';
+import type { SecretClientOptions } from '@azure/keyvault-secrets';
 import { KeyVaultSecretProvider } from './keyvault.ts';
 import { configSchema, crossCheck, type ParsedConfig } from './schema.ts';
 import { EnvSecretProvider, FileSecretProvider, SecretResolver, type SecretProvider } from './secrets.ts';
@@ -25,6 +26,8 @@ export interface LoadOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Providers placed first in the chain instead of the Azure Key Vault one that `keyVault` configures. */
   providers?: readonly SecretProvider[];
+  /** Options for the Key Vault client (tests point it at a local vault with `disableChallengeResourceVerification`). */
+  keyVaultClientOptions?: SecretClientOptions;
 }
 
 export interface LoadedConfig {
@@ -144,7 +147,16 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
   const env = options.env ?? process.env;
   const path = configPathFrom({ ...options, env });
   const unresolved = compileConfig(await readConfigFile(path), path);
-  const keyVault = unresolved.keyVault !== undefined ? [new KeyVaultSecretProvider({ url: unresolved.keyVault.url, cacheTtlMs: unresolved.keyVault.cacheTtl })] : [];
+  const keyVault =
+    unresolved.keyVault !== undefined
+      ? [
+          new KeyVaultSecretProvider({
+            url: unresolved.keyVault.url,
+            cacheTtlMs: unresolved.keyVault.cacheTtl,
+            ...(options.keyVaultClientOptions ? { clientOptions: options.keyVaultClientOptions } : {}),
+          }),
+        ]
+      : [];
   const secrets = new SecretResolver([...(options.providers ?? keyVault), ...defaultProviders(unresolved, env)]);
   const config = await resolveSecrets(unresolved, secrets);
   return { config, unresolved, secrets };
