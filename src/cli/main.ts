@@ -6,7 +6,7 @@ import { registerDemo } from './commands/demo.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerReceiver } from './commands/receiver.ts';
 import { registerRun } from './commands/run.ts';
-import { registerStatus } from './commands/status.ts';
+import { registerPlan, registerStatus } from './commands/status.ts';
 import { registerSync } from './commands/sync.ts';
 import type { CliIo } from './context.ts';
 import { EXIT } from './exit-codes.ts';
@@ -23,6 +23,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   registerRun(program, io, setExit);
   registerSync(program, io, setExit);
   registerStatus(program, io, setExit);
+  registerPlan(program, io, setExit);
   registerDemo(program, io, setExit);
   registerReceiver(program, io, setExit);
   return program;

@@ -163,4 +163,63 @@ describe('agent end to end [postgres → postgres]', () => {
     expect(staying.messages().some((m) => m.msg === 'resuming run taken over from another worker')).toBe(true);
     everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
   });
+
+  it('plan shows what a sync would push without pushing or touching staging; the sync then pushes exactly that', async () => {
+    estate = await Estate.create({ label: 'e2e_plan', tenants: ['acme'], rows: 3000, sources: [{ id: 'customers', table: 'public.customers' }] });
+    await estate.startAgent('agent-a');
+    expect((await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '60'])).code).toBe(0);
+    await estate.sourceDb('acme').execute(`UPDATE customers SET name = lower(name) WHERE customer_id <= 5; DELETE FROM customers WHERE customer_id IN (6, 7)`);
+    const requestsBefore = await estate.receiverDb.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM rx_requests`);
+
+    const plan = jsonOf<{ upserts: number; deletes: number; sample: Array<{ op: string; row: Record<string, unknown> }> }>(
+      await estate.cli(['plan', '--tenant', 'acme', '--source', 'customers', '--json', '--sample', '3']),
+    );
+    expect(plan).toMatchObject({ upserts: 5, deletes: 2 });
+    expect(plan.sample).toHaveLength(3);
+    expect(plan.sample[0]).toMatchObject({ op: 'upsert', row: { customer_id: 1 } });
+    const requestsAfter = await estate.receiverDb.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM rx_requests`);
+    expect(requestsAfter).toEqual(requestsBefore);
+    // the receiver still has the old rows: staging (what the receiver holds) was not advanced by the plan
+    expect((await estate.verify('acme')).customers!.ok).toBe(false);
+
+    expect((await estate.cli(['sync', '--tenant', 'acme', '--wait', '--timeout', '60'])).code).toBe(0);
+    const status = jsonOf<{ sources: Array<{ lastRun: { upserts: number; deletes: number } }> }>(await estate.cli(['status', '--json']));
+    expect(status.sources[0]!.lastRun).toMatchObject({ upserts: 5, deletes: 2 });
+    everyDatasetEqual(allOk(await estate.verify('acme')), ['customers']);
+  });
+
+  it('a source whose table is missing is dead-lettered with a message; status says so; retry-dead after the fix syncs it', async () => {
+    estate = await Estate.create({
+      label: 'e2e_dead',
+      tenants: ['acme'],
+      rows: 2000,
+      sources: [{ id: 'customers', table: 'public.customers' }, { id: 'legacy_notes', table: 'public.legacy_notes' }],
+    });
+    await estate.startAgent('agent-a');
+    const onboard = await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '60']);
+    expect(onboard.code).toBe(1);
+    expect(onboard.stderr).toMatch(/acme\/legacy_notes: FAILED \(dead\): .*legacy_notes/);
+
+    const status = jsonOf<{ sources: Array<{ source: string; dead: number; lastError: string | null; lastSuccessAt: string | null }> }>(await estate.cli(['status', '--json']));
+    const notes = status.sources.find((s) => s.source === 'legacy_notes')!;
+    expect(notes).toMatchObject({ dead: 1, lastSuccessAt: null });
+    expect(notes.lastError).toMatch(/legacy_notes/);
+    expect(status.sources.find((s) => s.source === 'customers')).toMatchObject({ dead: 0, lastError: null });
+
+    await estate.sourceDb('acme').execute(`CREATE TABLE legacy_notes (id int PRIMARY KEY, body text); INSERT INTO legacy_notes VALUES (1, 'hello'), (2, NULL)`);
+    const retry = await estate.cli(['jobs', 'retry-dead', '--tenant', 'acme']);
+    expect(retry.stdout).toContain('1 dead job(s) put back in the queue.');
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const s = jsonOf<{ sources: Array<{ source: string; lastSuccessAt: string | null; dead: number }> }>(await estate.cli(['status', '--json']));
+      const n = s.sources.find((x) => x.source === 'legacy_notes')!;
+      if (n.lastSuccessAt) {
+        expect(n.dead).toBe(0);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error('retried job did not succeed');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    everyDatasetEqual(allOk(await estate.verify('acme')), ['customers', 'legacy_notes']);
+  });
 });

@@ -46,3 +46,34 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
       }
     });
 }
+
+export function registerPlan(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('plan')
+    .description('dry run of one source: what a sync would push (counts by operation and a sample); pushes nothing, leaves staging untouched')
+    .requiredOption('--tenant <id>', 'tenant')
+    .requiredOption('--source <id>', 'source')
+    .option('--sample <n>', 'changes to show', '10')
+    .option('--json', 'print the plan as JSON')
+    .action(async (options: { tenant: string; source: string; sample: string; json?: boolean }, command: Command) => {
+      const loaded = await loadFromCli(command, io);
+      const { openRuntime } = await import('../../agent/runtime.ts');
+      const { planSource } = await import('../../agent/plan.ts');
+      const runtime = await openRuntime(loaded, { logLevel: 'warn' });
+      try {
+        const plan = await planSource({ ...runtime, config: loaded.config, tenant: options.tenant, source: options.source, sampleSize: Number(options.sample) });
+        if (options.json) io.out(JSON.stringify(plan, null, 2));
+        else if (plan.schemaChanges.length > 0) {
+          io.out(`${plan.tenant}/${plan.source}: the source's schema changed since the last successful run:`);
+          for (const c of plan.schemaChanges) io.out(`  - ${c}`);
+          io.out('A sync would rebuild the tables and re-send every row (onSchemaChange: resync) or stop (fail).');
+        } else {
+          io.out(`${plan.tenant}/${plan.source}: ${plan.sourceRows} source rows; a sync would push ${plan.upserts} upserts and ${plan.deletes} deletes.`);
+          for (const s of plan.sample) io.out(`  ${s.op.padEnd(6)} ${JSON.stringify(s.row)}`);
+        }
+        setExit(EXIT.ok);
+      } finally {
+        await runtime.close();
+      }
+    });
+}
