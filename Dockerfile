@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# cdc-sync-agent: the agent on the official Node.js 24 LTS slim image. Node runs the TypeScript sources
+# directly (type stripping, Node >= 22.18), so the image holds src/ as-is and no build step is needed.
+# Not built on the development machine (no container engine there); CI builds it on every push.
+
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+# Production dependencies only. --ignore-scripts: no production dependency needs an install script
+# (pg and tedious are pure JavaScript), and none should run at build time.
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    CDC_AGENT_CONFIG=/etc/cdc-agent/cdc-agent.yaml
+WORKDIR /app
+# Owned by root and read-only to the agent, which runs as the image's unprivileged `node` user (uid 1000).
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY bin ./bin
+COPY src ./src
+COPY sql ./sql
+USER 1000:1000
+# /healthz, /readyz and /metrics (config worker.healthPort).
+EXPOSE 8080
+# The agent handles SIGTERM itself (drain, then exit 0), so node runs as PID 1 without a shell.
+ENTRYPOINT ["node", "bin/cdc-agent.js"]
+CMD ["run"]
