@@ -11,12 +11,16 @@ import { classifyError } from '../errors/classify.ts';
 import { CdcError, LeaseLostError } from '../errors/errors.ts';
 import { assertSchemaUsable } from '../migrations/migrate.ts';
 import type { ClaimedJob, JobQueue } from '../queue-table/queue.ts';
+import type { SecretRotation } from '../config/rotation.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { Telemetry } from '../telemetry/metrics.ts';
+import { PrometheusSink } from '../telemetry/prometheus.ts';
 import type { SourceConnections } from './connections.ts';
 import { startHealthServer } from './health.ts';
 import { runJob } from './run-job.ts';
 import { RunLedger } from './run-ledger.ts';
 import { Scheduler } from './scheduler.ts';
+import { collectStatus } from './status.ts';
 
 export type LifecycleState = 'starting' | 'running' | 'draining' | 'stopped';
 
@@ -38,6 +42,12 @@ export interface DaemonOptions {
   healthHost?: string;
   /** Disable the scheduler (one-shot modes and tests). */
   schedule?: boolean;
+  /** Metrics and events (DESIGN §7); `/metrics` is served when it has a Prometheus sink. */
+  telemetry?: Telemetry;
+  /** Secret refresh after an authentication failure (rotation). */
+  rotation?: SecretRotation;
+  /** How often queue depth and per-source lag are sampled into gauges (default 15 s). */
+  sampleEveryMs?: number;
 }
 
 interface ActiveJob {
@@ -57,6 +67,7 @@ export class AgentDaemon {
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private readyCache: { at: number; ok: boolean; detail: Record<string, unknown> } | undefined;
+  private sampler: NodeJS.Timeout | undefined;
 
   constructor(options: DaemonOptions) {
     this.options = options;
@@ -72,6 +83,7 @@ export class AgentDaemon {
     const health = await startHealthServer(config.worker.healthPort, this.options.healthHost ?? '0.0.0.0', {
       live: () => this.state !== 'stopped',
       ready: () => this.readiness(),
+      extra: this.options.telemetry?.find(PrometheusSink)?.endpoint() ?? {},
     });
     this.health = health;
     this.healthPort = health.port;
@@ -97,7 +109,25 @@ export class AgentDaemon {
     }
     this.state = 'running';
     this.log.info({ concurrency: config.worker.concurrency }, 'agent running');
+    if (this.options.telemetry) {
+      void this.sample();
+      this.sampler = setInterval(() => void this.sample(), this.options.sampleEveryMs ?? 15_000);
+    }
     this.loop = this.claimLoop();
+  }
+
+  /** Queue depth, dead jobs and per-source lag into the telemetry gauges. */
+  async sample(): Promise<void> {
+    const { config, controlDb, queue, telemetry } = this.options;
+    if (!telemetry) return;
+    try {
+      const intervals = config.tenants.flatMap((t) =>
+        t.sources.filter((s) => s.every !== undefined).map((s) => ({ tenant: t.id, source: s.id, seconds: (s.every ?? 0) / 1000 })),
+      );
+      telemetry.sampled(await collectStatus(config, controlDb, queue), intervals);
+    } catch (error) {
+      this.log.debug({ err: error }, 'sampling queue metrics failed');
+    }
   }
 
   private async readiness(): Promise<{ ok: boolean; detail: Record<string, unknown> }> {
@@ -162,11 +192,13 @@ export class AgentDaemon {
     const started = Date.now();
     const done = (async () => {
       try {
-        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal });
+        const { telemetry, rotation } = this.options;
+        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal, ...(telemetry ? { telemetry } : {}), ...(rotation ? { rotation } : {}) });
         await queue.complete(job, stats);
+        telemetry?.jobSucceeded(job, Date.now() - started, stats);
         log.info({ ms: Date.now() - started, upserts: stats.upserts, deletes: stats.deletes, batches: stats.batches }, 'job succeeded');
       } catch (error) {
-        await this.settleFailure(job, error, abort.signal, log);
+        await this.settleFailure(job, error, abort.signal, log, Date.now() - started);
       } finally {
         clearInterval(heartbeat);
         this.active.delete(job.id);
@@ -176,24 +208,29 @@ export class AgentDaemon {
     this.active.set(job.id, { job, abort, done });
   }
 
-  private async settleFailure(job: ClaimedJob, error: unknown, signal: AbortSignal, log: Logger): Promise<void> {
+  private async settleFailure(job: ClaimedJob, error: unknown, signal: AbortSignal, log: Logger, ms: number): Promise<void> {
     const reason = signal.aborted ? signal.reason : undefined;
+    const telemetry = this.options.telemetry;
     if (error instanceof LeaseLostError || reason instanceof LeaseLostError) {
+      telemetry?.leaseLost(job, ms);
       log.warn('job abandoned after losing its lease; the new owner carries on');
       return;
     }
     if (reason instanceof DrainTimeout) {
       await this.options.queue.release(job).catch((e: unknown) => log.warn({ err: e }, 'could not release the job; its lease will expire'));
+      telemetry?.released(job, ms);
       log.info('job released at shutdown; another replica will resume it');
       return;
     }
     const message = error instanceof Error ? error.message : String(error);
     try {
       const outcome = await this.options.queue.fail(job, error);
+      telemetry?.jobFailed(job, ms, error, outcome.status === 'dead' ? 'dead' : 'retrying');
       if (job.runId) await new RunLedger(this.options.controlDb).fail(job.runId, message).catch(() => {});
       if (outcome.status === 'dead') log.error({ err: error }, 'job dead-lettered; fix the cause, then `cdc-agent jobs retry-dead`');
       else log.warn({ err: error, runAfter: outcome.runAfter }, 'job failed; retrying later');
     } catch (failError) {
+      if (failError instanceof LeaseLostError) telemetry?.leaseLost(job, ms);
       if (failError instanceof LeaseLostError) log.warn('job failed after losing its lease; the new owner carries on');
       else log.error({ err: failError, cause: message }, 'could not record the job failure; its lease will expire and it will be retried');
     }
@@ -206,6 +243,7 @@ export class AgentDaemon {
     this.state = 'draining';
     this.log.info({ reason, activeJobs: this.active.size, graceMs: this.options.config.worker.drainGraceMs }, 'draining');
     this.scheduler?.stop();
+    clearInterval(this.sampler);
     this.wake?.();
     if (!wasStarting) await this.loop;
     const all = () => Promise.all([...this.active.values()].map((a) => a.done));

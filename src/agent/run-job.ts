@@ -17,7 +17,9 @@ import { introspectSource } from '../snapshot/introspect.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { takeSnapshot } from '../snapshot/snapshot.ts';
 import { prepareTables, recordSourceState } from '../snapshot/tables.ts';
+import { connectionPath, isAuthenticationFailure, tenantPushPath, type SecretPath, type SecretRotation } from '../config/rotation.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { connectionTarget, type Telemetry } from '../telemetry/metrics.ts';
 import type { SourceConnections } from './connections.ts';
 import { RunLedger } from './run-ledger.ts';
 
@@ -45,6 +47,22 @@ export interface JobContext {
   sources: SourceConnections;
   log: Logger;
   signal: AbortSignal;
+  telemetry?: Telemetry;
+  rotation?: SecretRotation;
+}
+
+/** Run `fn`; on an authentication failure, re-read the secrets under `path` and, when one rotated, run it once more. */
+async function retryAfterRotation<T>(ctx: JobContext, target: 'push' | 'source', path: SecretPath, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (!ctx.rotation || !isAuthenticationFailure(error)) throw error;
+    const changed = await ctx.rotation.refresh(path);
+    ctx.telemetry?.secretRefreshed(target, { tenant: ctx.job.tenant, source: ctx.job.source }, changed);
+    if (!changed) throw error;
+    ctx.log.warn({ target }, 'authentication failed; a rotated secret was found, retrying once with it');
+    return fn();
+  }
 }
 
 export function newRunId(now = new Date()): string {
@@ -86,6 +104,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
   const runId = resumable ? job.runId! : newRunId();
   let stats: RunStats = resumable && job.stats ? ({ ...(job.stats as RunStats) } as RunStats) : { phase: 'snapshot', startedAt: new Date().toISOString() };
   const runLog = log.child({ runId, phase: stats.phase });
+  const labels = { tenant: tenant.id, source: source.id };
 
   if (!resumable) {
     if (job.runId) await ledger.abandon(job.runId, 'taken over before its changes were batched; a fresh run replaces it');
@@ -107,10 +126,11 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
 
   let schema: SourceSchema;
   if (stats.phase === 'snapshot') {
-    const sourceDb = await ctx.sources.get(tenant.id, source.connection);
+    const sourceDb = await retryAfterRotation(ctx, 'source', connectionPath({ config }, tenant.id, source.connection), () => ctx.sources.get(tenant.id, source.connection));
     schema = await introspectSource(sourceDb, tenant.id, source);
     const { drift } = await prepareTables({ controlDb, tenant: tenant.id, source, schema, runId });
     if (drift) runLog.warn({ changes: drift.changes }, 'schema changed at the source; re-sending every row in the new shape');
+    if (drift) ctx.telemetry?.schemaChanged(labels, drift.changes);
     checkAbort();
     const started = Date.now();
     const snap = await takeSnapshot({
@@ -123,6 +143,9 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       onProgress: (rows) => progress({ phase: 'snapshot', snapshotRows: rows }),
     });
     runLog.info({ rows: snap.rows, ms: Date.now() - started }, 'snapshot taken');
+    ctx.telemetry?.snapshotTaken(labels, snap.rows);
+    const connection = tenant.connections[source.connection];
+    if (connection) ctx.telemetry?.dependency({ type: 'SQL', name: `snapshot ${tenant.id}/${source.id}`, target: connectionTarget(connection), durationMs: Date.now() - started, success: true, properties: labels });
     await setPhase('diff', { sourceRows: snap.rows, snapshotRows: snap.rows, schemaChanged: drift !== null, schema });
     stats.schema = schema;
   } else {
@@ -135,6 +158,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     const started = Date.now();
     const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema });
     runLog.info({ ...diff, ms: Date.now() - started }, 'diff computed');
+    ctx.telemetry?.diffComputed(labels, diff.upserts, diff.deletes);
     await setPhase('batch', { upserts: diff.upserts, deletes: diff.deletes });
   }
 
@@ -155,7 +179,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
   if (stats.phase === 'push') {
     checkAbort();
     const started = Date.now();
-    const pushed = await pushRun({
+    const pushed = await retryAfterRotation(ctx, 'push', tenantPushPath({ config }, tenant.id), () => pushRun({
       controlDb,
       tenant,
       source,
@@ -166,8 +190,10 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       fence: (fn) => queue.fenced(job, fn),
       signal,
       onProgress: (p) => progress({ phase: 'push', batchesAcked: p.batchesAcked, batches: p.batches, rowsPushed: p.rows }),
-    });
+    }));
     runLog.info({ ...pushed, ms: Date.now() - started }, 'changes pushed and acknowledged');
+    ctx.telemetry?.pushed(labels, pushed.batches, Date.now() - started);
+    ctx.telemetry?.dependency({ type: 'HTTP', name: `push ${tenant.id}/${source.id}`, target: new URL(tenant.push.url).host, data: tenant.push.url, durationMs: Date.now() - started, success: true, properties: labels });
     stats = { ...stats, batches: pushed.batches, batchesAcked: pushed.batches };
     await queue.fenced(job, (tx) => ledger.finish(runId, 'succeeded', stats, tx));
     await recordSourceState({

@@ -4,7 +4,10 @@ import { connect } from '../dialect/connect.ts';
 import type { Db } from '../dialect/types.ts';
 import { createJobQueue } from '../queue-table/queue.ts';
 import type { JobQueue } from '../queue-table/queue.ts';
+import { secretRotation, type SecretRotation } from '../config/rotation.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
+import type { Telemetry } from '../telemetry/metrics.ts';
+import { createTelemetry } from '../telemetry/setup.ts';
 import { SourceConnections } from './connections.ts';
 
 export interface Runtime {
@@ -13,6 +16,9 @@ export interface Runtime {
   queue: JobQueue;
   sources: SourceConnections;
   log: Logger;
+  telemetry: Telemetry;
+  /** Re-reads rotated secrets after an authentication failure. */
+  rotation: SecretRotation;
   close(): Promise<void>;
 }
 
@@ -21,13 +27,18 @@ export async function openRuntime(loaded: LoadedConfig, options: { logLevel?: st
   const controlDb = await connect(loaded.config.control);
   const queue = createJobQueue(controlDb);
   const sources = new SourceConnections(loaded.config);
+  const telemetry = createTelemetry(loaded.config, { secrets: () => loaded.secrets.values() });
   return {
     loaded,
     controlDb,
     queue,
     sources,
     log,
+    telemetry,
+    rotation: secretRotation(loaded),
     async close() {
+      await telemetry.flush().catch(() => {});
+      await telemetry.close().catch(() => {});
       await sources.closeAll();
       await controlDb.close();
     },

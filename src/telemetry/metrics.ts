@@ -4,6 +4,7 @@
  * matter; sinks decide how to ship. Every text that leaves through telemetry is passed through the secret
  * redactor first. `docs/operations.md` documents each entry of `METRICS` and `EVENTS` (a test keeps it true).
  */
+import type { ConnectionConfig } from '../config/schema.ts';
 import { redact } from '../config/secrets.ts';
 
 export type MetricKind = 'counter' | 'gauge' | 'histogram';
@@ -105,6 +106,19 @@ export function httpStatusOf(error: unknown): number | undefined {
     current = (current as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/** `host/database` of a connection for dependency records: never the user, password or the full URL. */
+export function connectionTarget(connection: ConnectionConfig): string {
+  if (connection.url !== undefined) {
+    try {
+      const url = new URL(connection.url);
+      return `${url.host}${url.pathname}`;
+    } catch {
+      return connection.dialect;
+    }
+  }
+  return `${connection.host ?? ''}${connection.port ? `:${connection.port}` : ''}/${connection.database ?? ''}`;
 }
 
 export class Telemetry {

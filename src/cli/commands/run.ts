@@ -6,7 +6,7 @@ import { loadFromCli, type CliIo } from '../context.ts';
 export function registerRun(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
     .command('run')
-    .description('run the agent: claim and execute sync jobs, fire schedules, serve /healthz and /readyz')
+    .description('run the agent: claim and execute sync jobs, fire schedules, serve /healthz, /readyz and /metrics')
     .option('--worker-id <id>', 'name of this replica in the job table (default: host:pid:random)')
     .option('--no-schedule', 'do not fire schedules (only run jobs enqueued by onboard/sync)')
     .option('--health-host <host>', 'address for the health server', '0.0.0.0')
@@ -33,6 +33,11 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
       await daemon.start();
+      // `telemetry.prometheus.port`: /metrics on its own port as well (it is always on the health port).
+      const { PrometheusSink, startMetricsServer } = await import('../../telemetry/prometheus.ts');
+      const prometheus = runtime.telemetry.find(PrometheusSink);
+      const metricsPort = loaded.config.telemetry.prometheus?.port;
+      const metrics = prometheus && metricsPort !== undefined && metricsPort !== daemon.healthPort ? await startMetricsServer(prometheus, metricsPort, options.healthHost) : undefined;
       await new Promise<void>((resolve) => {
         const check = setInterval(() => {
           if (daemon.state === 'stopped') {
@@ -41,6 +46,7 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
           }
         }, 100);
       });
+      await metrics?.close();
       await runtime.close();
       setExit(EXIT.ok);
     });
