@@ -121,6 +121,15 @@ export function connectionTarget(connection: ConnectionConfig): string {
   return `${connection.host ?? ''}${connection.port ? `:${connection.port}` : ''}/${connection.database ?? ''}`;
 }
 
+/** Only the label fields: callers may pass richer objects (a claimed job). */
+function sourceLabels(l: SourceLabels): Labels {
+  return { tenant: l.tenant, source: l.source };
+}
+
+function jobLabels(l: SourceLabels & { kind: string }): Labels {
+  return { tenant: l.tenant, source: l.source, kind: l.kind };
+}
+
 export class Telemetry {
   private readonly sinks: readonly TelemetrySink[];
   private readonly secrets: () => Iterable<string>;
@@ -145,7 +154,7 @@ export class Telemetry {
   }
 
   private event(name: EventName, properties: Labels, measurements: Record<string, number> = {}): void {
-    const clean = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, this.clean(v)]));
+    const clean = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, this.clean(String(v))]));
     for (const sink of this.sinks) sink.event(name, clean, measurements);
   }
 
@@ -155,32 +164,32 @@ export class Telemetry {
   }
 
   snapshotTaken(l: SourceLabels, rows: number): void {
-    this.metric('rowsSnapshotted', rows, { ...l });
+    this.metric('rowsSnapshotted', rows, sourceLabels(l));
   }
 
   diffComputed(l: SourceLabels, upserts: number, deletes: number): void {
-    this.metric('changes', upserts, { ...l, op: 'upsert' });
-    this.metric('changes', deletes, { ...l, op: 'delete' });
+    this.metric('changes', upserts, { ...sourceLabels(l), op: 'upsert' });
+    this.metric('changes', deletes, { ...sourceLabels(l), op: 'delete' });
   }
 
   pushed(l: SourceLabels, batches: number, ms: number): void {
-    this.metric('batchesPushed', batches, { ...l });
-    this.metric('pushDuration', ms / 1000, { ...l });
+    this.metric('batchesPushed', batches, sourceLabels(l));
+    this.metric('pushDuration', ms / 1000, sourceLabels(l));
   }
 
   schemaChanged(l: SourceLabels, changes: unknown): void {
-    this.metric('schemaChanges', 1, { ...l });
-    this.event('schema_changed', { ...l, changes: JSON.stringify(changes ?? null) });
+    this.metric('schemaChanges', 1, sourceLabels(l));
+    this.event('schema_changed', { ...sourceLabels(l), changes: JSON.stringify(changes ?? null) });
   }
 
   secretRefreshed(target: 'push' | 'source', labels: SourceLabels | { tenant: string }, changed: boolean): void {
     this.metric('secretRefreshes', 1, { target, changed: String(changed) });
-    this.event('secret_refreshed', { ...labels, target, changed: String(changed) });
+    this.event('secret_refreshed', { tenant: labels.tenant, ...('source' in labels ? { source: labels.source } : {}), target, changed: String(changed) });
   }
 
   jobSucceeded(l: SourceLabels & { kind: string }, ms: number, stats: { sourceRows?: number; upserts?: number; deletes?: number; batches?: number }): void {
     this.jobEnded(l, 'succeeded', ms);
-    this.event('job_succeeded', { ...l }, {
+    this.event('job_succeeded', jobLabels(l), {
       durationMs: ms,
       sourceRows: stats.sourceRows ?? 0,
       upserts: stats.upserts ?? 0,
@@ -197,16 +206,16 @@ export class Telemetry {
     if (status !== undefined && status >= 400 && status < 500) this.metric('pushRejections', 1, { tenant: l.tenant, source: l.source, status: String(status) });
     if (outcome === 'dead') {
       this.metric('deadLetters', 1, { tenant: l.tenant, source: l.source });
-      this.event('job_dead_lettered', { ...l, error: errorText(error), ...(status !== undefined ? { status: String(status) } : {}) }, { durationMs: ms });
+      this.event('job_dead_lettered', { ...jobLabels(l), error: errorText(error), ...(status !== undefined ? { status: String(status) } : {}) }, { durationMs: ms });
     } else {
-      this.event('job_failed', { ...l, error: errorText(error), retryable: String(retryable) }, { durationMs: ms });
+      this.event('job_failed', { ...jobLabels(l), error: errorText(error), retryable: String(retryable) }, { durationMs: ms });
     }
   }
 
   leaseLost(l: SourceLabels & { kind: string }, ms: number): void {
     this.jobEnded(l, 'lease_lost', ms);
     this.metric('leaseLosses', 1, { tenant: l.tenant, source: l.source });
-    this.event('lease_lost', { ...l });
+    this.event('lease_lost', jobLabels(l));
   }
 
   released(l: SourceLabels & { kind: string }, ms: number): void {
