@@ -31,7 +31,12 @@ function everyDatasetEqual(results: Record<string, unknown>, names: string[]): v
 describe('agent end to end [postgres → postgres]', () => {
   it('onboards a tenant (composite key, a view), then syncs inserts, updates and deletes; the receiver equals the source', async () => {
     estate = await Estate.create({ label: 'e2e_basic', tenants: ['acme'], rows: 6000, sources: THREE_SOURCES, setupSql: PAID_VIEW });
-    await estate.startAgent('agent-a');
+    const agent = await estate.startAgent('agent-a');
+    const port = Number(agent.messages().find((m) => m.msg === 'agent starting')!.healthPort);
+    expect(await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()).toEqual({ ok: true });
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ok: true, state: 'running', pendingMigrations: 0 });
 
     const onboard = await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120']);
     expect(onboard.stderr).toContain('All 3 source(s) synced.');

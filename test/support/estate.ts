@@ -23,6 +23,7 @@ export interface EstateSource {
   table?: string;
   query?: string;
   key?: string[];
+  every?: string;
 }
 
 export interface EstateOptions {
@@ -149,6 +150,7 @@ export class Estate {
           ...(s.table ? { table: s.table } : {}),
           ...(s.query ? { query: s.query } : {}),
           ...(s.key ? { key: s.key } : {}),
+          ...(s.every ? { every: s.every } : {}),
           batch: { maxRows: options.batch?.maxRows ?? 2000, maxBytes: options.batch?.maxBytes ?? 1024 * 1024 },
         })),
       })),
@@ -165,8 +167,9 @@ export class Estate {
     return Object.fromEntries(Object.entries(this.tokens).map(([t, v]) => [`CDC_SECRET_PUSH_TOKEN_${t.toUpperCase()}`, v]));
   }
 
-  async startAgent(name: string, extraArgs: string[] = []): Promise<AgentProcess> {
-    const child = spawnCli(['--config', this.configPath, 'run', '--no-schedule', '--worker-id', name, '--health-host', '127.0.0.1', ...extraArgs], { env: this.env() });
+  async startAgent(name: string, extraArgs: string[] = [], options: { schedule?: boolean } = {}): Promise<AgentProcess> {
+    const schedule = options.schedule ? [] : ['--no-schedule'];
+    const child = spawnCli(['--config', this.configPath, 'run', ...schedule, '--worker-id', name, '--health-host', '127.0.0.1', ...extraArgs], { env: this.env() });
     const agent = new AgentProcess(name, child);
     this.agents.push(agent);
     await agent.waitFor(/"msg":"agent running"/, 60_000);
