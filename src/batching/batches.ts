@@ -6,8 +6,7 @@
 import type { Db, Queryable } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
-import { entryBytes } from '../push/contract.ts';
-import { readChanges } from './change-set.ts';
+import { readChangeSizes } from './change-set.ts';
 import { BatchCutter, type BatchPlan } from './cut.ts';
 
 export interface RecordedBatch {
@@ -91,8 +90,9 @@ export async function cutBatches(args: {
   const cutter = new BatchCutter({ maxRows: args.maxRows, maxBytes: args.maxBytes });
   // One entry per batch stays in memory, never the rows.
   const plans: BatchPlan[] = [];
-  for await (const change of readChanges(db, changes, args.schema)) {
-    const closed = cutter.add(change.seq, entryBytes(change.entry), change.op);
+  for await (const change of readChangeSizes(db, changes, args.schema)) {
+    // Each entry plus its separating comma (entryBytes in src/push/contract.ts).
+    const closed = cutter.add(change.seq, change.bytes + 1, change.op);
     if (closed) plans.push(closed);
   }
   const last = cutter.finish();

@@ -3,9 +3,11 @@
  * source columns (for 'D' only the key columns are set). Every reader encodes rows the same way, so the
  * size the cutter measured is the size the push sends.
  */
-import type { Cell, ColumnSpec, Db, QualifiedName } from '../dialect/types.ts';
+import type { Cell, ColumnSpec, Db, DialectName, QualifiedName } from '../dialect/types.ts';
 import { encodeChange } from '../push/contract.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
+import { binaryTuples } from './copy-binary.ts';
+import { entrySql } from './render-postgres.ts';
 
 export interface EncodedChange {
   seq: bigint;
@@ -33,6 +35,54 @@ function seqLiteral(seq: bigint): string {
 }
 
 /**
+ * Where the database itself renders change entries (DESIGN §10): a SELECT-list expression per dialect, read
+ * through raw COPY. SQL Server has none yet and keeps the Node encoding (`readCells` + `encodeChange`).
+ */
+const SQL_ENTRY: Record<DialectName, ((db: Db, schema: SourceSchema) => string) | null> = {
+  postgres: entrySql,
+  mssql: null,
+};
+
+/** Which encoder `readChanges` uses on `db`: 'sql' needs a renderer, raw COPY and shortest float output. */
+const floatCheck = new WeakMap<Db, Promise<boolean>>();
+export async function changeEncoder(db: Db): Promise<'sql' | 'node'> {
+  if (!SQL_ENTRY[db.dialect] || !db.caps.rawCopy || !db.copyOut) return 'node';
+  let ok = floatCheck.get(db);
+  if (!ok) {
+    // Floats must print as their shortest round-trip digits (the default since PostgreSQL 12).
+    ok = db.query<{ d: string }>(`SELECT current_setting('extra_float_digits') AS d`).then((r) => Number(r[0]?.d) >= 1, () => false);
+    floatCheck.set(db, ok);
+  }
+  return (await ok) ? 'sql' : 'node';
+}
+
+function rangeWhere(db: Db, range?: { first: bigint; last: bigint }): string {
+  return range ? ` WHERE ${db.quote('seq')} BETWEEN ${seqLiteral(range.first)} AND ${seqLiteral(range.last)}` : '';
+}
+
+function checkOp(db: Db, changes: QualifiedName, op: string, seq: bigint): 'U' | 'D' {
+  if (op !== 'U' && op !== 'D') throw new Error(`change table ${db.table(changes)} has op ${JSON.stringify(op)} at seq ${seq}; expected U or D`);
+  return op;
+}
+
+/**
+ * seq, op and the entry's byte size of every change in seq order: what the batch cutter needs. With SQL
+ * rendering only the sizes leave the server, never the entries.
+ */
+export async function* readChangeSizes(db: Db, changes: QualifiedName, schema: SourceSchema): AsyncIterable<{ seq: bigint; op: 'U' | 'D'; bytes: number }> {
+  if ((await changeEncoder(db)) === 'node') {
+    for await (const c of readChanges(db, changes, schema, undefined, 'node')) yield { seq: c.seq, op: c.op, bytes: Buffer.byteLength(c.entry, 'utf8') };
+    return;
+  }
+  const render = SQL_ENTRY[db.dialect]!;
+  const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), octet_length(${render(db, schema)}) FROM ${db.table(changes)} ORDER BY ${db.quote('seq')}`;
+  for await (const t of binaryTuples(await db.copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`))) {
+    const seq = t[0]!.readBigInt64BE(0);
+    yield { seq, op: checkOp(db, changes, t[1]!.toString('utf8'), seq), bytes: t[2]!.readInt32BE(0) };
+  }
+}
+
+/**
  * Stream the encoded changes of the table in seq order, optionally only those with seq in [first, last].
  *
  * The range goes into the SQL as integer literals because `Db.readCells` takes no bind parameters; both
@@ -43,15 +93,24 @@ export async function* readChanges(
   changes: QualifiedName,
   schema: SourceSchema,
   range?: { first: bigint; last: bigint },
+  encoder?: 'sql' | 'node',
 ): AsyncIterable<EncodedChange> {
+  const where = rangeWhere(db, range);
+  if ((encoder ?? (await changeEncoder(db))) === 'sql') {
+    const render = SQL_ENTRY[db.dialect]!;
+    const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), ${render(db, schema)} FROM ${db.table(changes)}${where} ORDER BY ${db.quote('seq')}`;
+    for await (const t of binaryTuples(await db.copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`))) {
+      const seq = t[0]!.readBigInt64BE(0);
+      yield { seq, op: checkOp(db, changes, t[1]!.toString('utf8'), seq), entry: t[2]!.toString('utf8') };
+    }
+    return;
+  }
   const keys = keyIndexes(schema);
   const names = [SEQ, OP, ...schema.columns].map((c) => db.quote(c.name)).join(', ');
-  const where = range ? ` WHERE ${db.quote('seq')} BETWEEN ${seqLiteral(range.first)} AND ${seqLiteral(range.last)}` : '';
   const sql = `SELECT ${names} FROM ${db.table(changes)}${where}`;
   for await (const cells of db.readCells({ sql }, [SEQ, OP, ...schema.columns], { orderBy: ['seq'], batchSize: 2_000 })) {
     const seq = cells[0] as bigint;
-    const op = String(cells[1]).trim().toUpperCase();
-    if (op !== 'U' && op !== 'D') throw new Error(`change table ${db.table(changes)} has op ${JSON.stringify(op)} at seq ${seq}; expected U or D`);
+    const op = checkOp(db, changes, String(cells[1]).trim().toUpperCase(), seq);
     yield { seq, op, entry: encodeChange(op, cells.slice(2) as Cell[], schema.columns, keys) };
   }
 }

@@ -1,0 +1,120 @@
+/**
+ * The push payload rendered by PostgreSQL (DESIGN §10): one SQL expression per change that yields exactly the
+ * bytes `encodeChange` (src/push/contract.ts) produces in Node for the same row: same property order, same
+ * value encoding (bigint and decimal as strings, timestamps as canonical text with every fractional digit of
+ * the column's precision, bytea as base64 without line breaks, uuid lower-case, non-finite floats as strings,
+ * floats spelt as JavaScript's Number#toString spells them). The rows then leave the server through a binary
+ * COPY and Node only frames batches; no row is materialised as JavaScript values.
+ *
+ * test/batching/render.test.ts proves byte equality with the Node encoding on the every-type fixture.
+ */
+import type { ColumnSpec, Db } from '../dialect/types.ts';
+import type { SourceSchema } from '../snapshot/schema.ts';
+
+/** A JSON string literal of `name` as an SQL string literal. */
+function jsonName(name: string): string {
+  return sqlText(`${JSON.stringify(name)}:`);
+}
+
+function sqlText(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/**
+ * A float8 (shortest round-trip text, PostgreSQL 12+ with extra_float_digits ≥ 1) respelt as JavaScript's
+ * Number#toString: PostgreSQL writes scientific notation outside 1e-4 ≤ |x| < 1e15, JavaScript outside
+ * 1e-7 ≤ |x| < 1e21, and JavaScript drops the exponent's leading zero. The shortest digits are the same.
+ */
+function floatJson(t: string): string {
+  const sci =
+    `(SELECT CASE` +
+    ` WHEN e >= 21 OR e <= -7 THEN sg || d1 || CASE WHEN rest = '' THEN '' ELSE '.' || rest END || 'e' || CASE WHEN e < 0 THEN '-' ELSE '+' END || abs(e)::text` +
+    ` WHEN e >= 0 THEN CASE WHEN length(d1 || rest) <= e + 1 THEN sg || d1 || rest || repeat('0', e + 1 - length(d1 || rest))` +
+    ` ELSE sg || left(d1 || rest, e + 1) || '.' || substr(d1 || rest, e + 2) END` +
+    ` ELSE sg || '0.' || repeat('0', -e - 1) || d1 || rest END` +
+    ` FROM (SELECT m[1] AS sg, m[2] AS d1, coalesce(m[3], '') AS rest, m[4]::int AS e` +
+    ` FROM (SELECT regexp_match(${t}, '^(-?)([0-9])(?:\\.([0-9]+))?e([+-][0-9]+)$') AS m) AS r) AS p)`;
+  return (
+    `CASE WHEN ${t} IN ('NaN', 'Infinity', '-Infinity') THEN '"' || ${t} || '"'` +
+    ` WHEN ${t} = '-0' THEN '0'` +
+    ` WHEN strpos(${t}, 'e') = 0 THEN ${t} ELSE ${sci} END`
+  );
+}
+
+/** Fractional digits `precision` of a timestamp/time value rendered by to_char(…, 'US') (always 6 digits). */
+function fraction(us: string, precision: number): string {
+  return precision === 0 ? `''` : `'.' || left(${us}, ${precision})`;
+}
+
+/** The JSON value of one column of the change table (never NULL: SQL NULL becomes `null`). */
+export function jsonValue(db: Db, column: ColumnSpec, alias = ''): string {
+  const q = `${alias}${db.quote(column.name)}`;
+  const t = column.type;
+  let value: string;
+  switch (t.kind) {
+    case 'boolean':
+      value = `${q}::text`; // 'true' | 'false'
+      break;
+    case 'int16':
+    case 'int32':
+      value = `${q}::text`;
+      break;
+    case 'int64':
+    case 'decimal':
+    case 'uuid':
+      value = `'"' || ${q}::text || '"'`;
+      break;
+    case 'float32':
+    case 'float64':
+      // float4 → float8 is exact; Node reads a real as Math.fround(value), a double, and prints that double.
+      value = floatJson(`${q}::float8::text`);
+      break;
+    case 'string':
+      value = `to_json(${q}::text)::text`;
+      break;
+    case 'binary':
+      value = `'"' || translate(encode(${q}, 'base64'), E'\\n', '') || '"'`;
+      break;
+    case 'date':
+      value = `'"' || to_char(${q}, 'YYYY-MM-DD') || '"'`;
+      break;
+    case 'time':
+      // time(p ≤ 6) prints HH:MM:SS[.digits without trailing zeros]; canonicalTime pads/cuts to p digits.
+      value =
+        t.precision <= 6
+          ? `'"' || left(${q}::text, 8) || ${t.precision === 0 ? `''` : `'.' || left(rpad(substr(${q}::text, 10), ${t.precision}, '0'), ${t.precision})`} || '"'`
+          : `to_json(${q}::text)::text`;
+      break;
+    case 'timestamp':
+      value =
+        t.precision <= 6
+          ? `'"' || to_char(${q}, 'YYYY-MM-DD"T"HH24:MI:SS') || ${fraction(`to_char(${q}, 'US')`, t.precision)} || '"'`
+          : `to_json(${q}::text)::text`;
+      break;
+    case 'timestamptz':
+      value =
+        t.precision <= 6
+          ? `'"' || to_char(${q} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') || ${fraction(`to_char(${q} AT TIME ZONE 'UTC', 'US')`, t.precision)} || '+00:00"'`
+          : `to_json(${q}::text)::text`;
+      break;
+  }
+  return `COALESCE(${value}, 'null')`;
+}
+
+/**
+ * The change entry of a change-table row: `{"op":"delete","key":{…}}` for op 'D' (key columns in key order),
+ * else `{"op":"upsert","row":{…}}` with every column in schema order.
+ *
+ * Columns stored as text because PostgreSQL cannot hold their precision (time/timestamp with 7 digits) are
+ * emitted as stored: the snapshot wrote them in canonical form (src/dialect/cells.ts).
+ */
+export function entrySql(db: Db, schema: SourceSchema): string {
+  const byName = new Map(schema.columns.map((c) => [c.name, c]));
+  const pairs = (columns: readonly ColumnSpec[]) => columns.map((c, i) => `${i === 0 ? '' : "',' || "}${jsonName(c.name)} || ${jsonValue(db, c)}`).join(' || ');
+  const keys = schema.key.map((k) => byName.get(k)!);
+  const op = `upper(trim(${db.quote('op')}))`;
+  return (
+    `CASE WHEN ${op} = 'D' THEN '{"op":"delete","key":{' || ${pairs(keys)} || '}}'` +
+    ` ELSE '{"op":"upsert","row":{' || ${pairs(schema.columns)} || '}}' END`
+  );
+}
