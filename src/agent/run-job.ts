@@ -22,6 +22,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { connectionTarget, type Telemetry } from '../telemetry/metrics.ts';
 import type { SourceConnections } from './connections.ts';
 import { RunLedger } from './run-ledger.ts';
+import { checkDeleteGuardrail } from './delete-guardrail.ts';
 
 export type Phase = 'snapshot' | 'diff' | 'batch' | 'push' | 'done';
 
@@ -159,6 +160,12 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema });
     runLog.info({ ...diff, ms: Date.now() - started }, 'diff computed');
     ctx.telemetry?.diffComputed(labels, diff.upserts, diff.deletes);
+    // Before anything is batched: a mass delete stops here, staging untouched, unless confirmed for this job.
+    // A schema-drift rebuild is exempt: a changed key legitimately deletes every old key.
+    if (!stats.schemaChanged) {
+      const guard = await checkDeleteGuardrail({ controlDb, tenant: tenant.id, source: source.id, jobId: job.id, runId, deletes: diff.deletes, maxDeletePercent: source.maxDeletePercent });
+      if (guard.confirmed) runLog.warn({ deletes: diff.deletes, held: guard.held }, 'mass delete confirmed by an operator (sync --allow-mass-delete); pushing it');
+    }
     await setPhase('batch', { upserts: diff.upserts, deletes: diff.deletes });
   }
 

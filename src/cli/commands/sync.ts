@@ -16,6 +16,7 @@ interface EnqueueOptions {
   wait?: boolean;
   timeout?: string;
   json?: boolean;
+  allowMassDelete?: boolean;
 }
 
 async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, options: EnqueueOptions): Promise<number> {
@@ -30,6 +31,7 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
   }
   const { openRuntime } = await import('../../agent/runtime.ts');
   const { followJobs } = await import('../../agent/progress.ts');
+  const { allowMassDelete } = await import('../../agent/delete-guardrail.ts');
   const runtime: Runtime = await openRuntime(loaded, { logLevel: 'warn' });
   try {
     const followed: Followed[] = [];
@@ -38,6 +40,10 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
       const jobId = result.jobId ?? result.existingJobId ?? null;
       if (result.enqueued) io.err(`${tenant.id}/${source.id}: ${kind} sync enqueued (job ${jobId})`);
       else io.err(`${tenant.id}/${source.id}: a sync is already queued or running (job ${jobId}); not enqueued again`);
+      if (jobId && options.allowMassDelete) {
+        await allowMassDelete(runtime.controlDb, { tenant: tenant.id, source: source.id, jobId });
+        io.err(`${tenant.id}/${source.id}: deletes above maxDeletePercent (${source.maxDeletePercent}%) confirmed for job ${jobId}`);
+      }
       if (jobId) followed.push({ tenant: tenant.id, source: source.id, jobId });
     }
     if (!options.wait) {
@@ -78,6 +84,7 @@ export function registerSync(program: Command, io: CliIo, setExit: (code: number
     .option('--wait', 'follow the jobs until they finish')
     .option('--timeout <seconds>', 'with --wait: give up after this long')
     .option('--json', 'machine-readable output')
+    .option('--allow-mass-delete', 'confirm that this sync may delete more than maxDeletePercent of a dataset (the delete guardrail)')
     .action(async (options: EnqueueOptions, command: Command) => setExit(await enqueueAndMaybeWait(command, io, 'incremental', options)));
 
   program
