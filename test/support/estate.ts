@@ -5,7 +5,6 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { connect } from '../../src/dialect/connect.ts';
 import type { Db } from '../../src/dialect/types.ts';
 import { createEstate } from '../../src/demo/estate.ts';
 import { verifyDataset, type Verification } from '../../src/demo/verify.ts';
