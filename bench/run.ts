@@ -1,13 +1,15 @@
 /**
- * `npm run bench -- <name> [options]`: runs bench/<name>.ts, which prints its figures and writes
- * .tmp/bench-<name>.json. Never part of `npm test`. Results and how to read them: docs/benchmarks.md.
+ * `npm run bench` runs the mission-scale benchmark (bench/onboard.ts); `npm run bench -- <name> [options]` runs
+ * bench/<name>.ts; options alone (`npm run bench -- --tables 1 --rows 100000`) go to the mission-scale one. Each
+ * prints its figures and writes .tmp/bench-<name>.json. Never part of `npm test`. Results: docs/benchmarks.md.
  */
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 const dir = fileURLToPath(new URL('.', import.meta.url));
 const available = (await readdir(dir)).filter((f) => f.endsWith('.ts') && !['run.ts', 'support.ts'].includes(f)).map((f) => f.slice(0, -3));
-const [name, ...args] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const [name, ...args] = argv.length === 0 || argv[0]!.startsWith('--') ? ['onboard', ...argv] : argv;
 if (!name || !available.includes(name)) {
   console.error(`usage: npm run bench -- <${available.join('|')}> [options]`);
   process.exit(2);

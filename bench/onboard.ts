@@ -1,0 +1,288 @@
+/**
+ * `npm run bench` (or `npm run bench -- onboard [--tables 12] [--rows 1000000] [--concurrency 2] [--in-flight 4]`):
+ * the mission-scale benchmark (issue 10). One PostgreSQL database holds a generated source estate (`--tables`
+ * tables × `--rows` rows × 10 business columns), the agent's control tables and the reference receiver's
+ * tables; on this one machine it measures
+ *   1. the raw limits: `COPY … TO STDOUT` of every table, `COPY … FROM STDIN` of the same rows into an unlogged
+ *      table without index, and loopback HTTP of the same JSON payloads (as the agent frames and gzips them) to
+ *      a bare Node server that gunzips and parses them;
+ *   2. onboarding end to end: an in-process AgentDaemon (as `cdc-agent run` would) syncs every table into the
+ *      reference receiver, which runs as a child process so its CPU is measurable and the agent's RSS is its own;
+ *   3. an incremental sync after changing 1 % of every table (0.5 % updates, 0.25 % inserts, 0.25 % deletes);
+ *   4. a sync with no changes.
+ * Each sync is checked: every job succeeds and the receiver reconciles every run (rows held = source rows).
+ * It prints a table and writes .tmp/bench-onboard.json.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { writeFile, mkdir } from 'node:fs/promises';
+import { stringify } from 'yaml';
+import { followJobs, type Followed } from '../src/agent/progress.ts';
+import { entrySql } from '../src/batching/render-postgres.ts';
+import { binaryTuples } from '../src/batching/copy-binary.ts';
+import type { TenantConfig } from '../src/config/schema.ts';
+import { connect } from '../src/dialect/connect.ts';
+import type { Db } from '../src/dialect/types.ts';
+import { migrate } from '../src/migrations/migrate.ts';
+import { createPushClient } from '../src/push/client.ts';
+import { frameBatch, wireSchema } from '../src/push/contract.ts';
+import { createJobQueue, type JobQueue } from '../src/queue-table/queue.ts';
+import { introspectSource } from '../src/snapshot/introspect.ts';
+import { benchDatabase, report } from './support.ts';
+
+const TENANT = 'bench';
+const TOKEN = 'bench-token';
+const MAX_ROWS = 5_000;
+const MAX_BYTES = 4 * 1024 * 1024;
+
+const BARE_SERVER = `
+const http = require('node:http'); const zlib = require('node:zlib');
+const server = http.createServer((req, res) => {
+  const chunks = []; const input = req.headers['content-encoding'] === 'gzip' ? req.pipe(zlib.createGunzip()) : req;
+  input.on('data', (c) => chunks.push(c));
+  input.on('end', () => { const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ status: 'applied', upserts: Array.isArray(body.changes) ? body.changes.length : 0, deletes: 0 })); });
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, '127.0.0.1', () => console.log('listening on http://127.0.0.1:' + server.address().port));
+`;
+
+function option(args: string[], name: string, fallback: number): number {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] ? Number(args[i + 1]) : fallback;
+}
+
+async function startChild(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let text = '';
+  for await (const chunk of child.stdout!) {
+    text += String(chunk);
+    const m = /listening on (http:\/\/[^\s]+)/.exec(text);
+    if (m) {
+      child.stdout!.resume();
+      return { child, url: m[1]! };
+    }
+  }
+  throw new Error(`child exited before listening: ${text}`);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Resident set size of a process in bytes, from /proc (Linux). */
+async function rssOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** Wall time of `fn` and the peak RSS of process `pid` (the agent) meanwhile, sampled every 50 ms. */
+async function measured<T>(fn: () => Promise<T>, pid: number = process.pid): Promise<{ result: T; seconds: number; peakRssMb: number }> {
+  let peak = await rssOf(pid);
+  const timer = setInterval(() => void rssOf(pid).then((r) => (peak = Math.max(peak, r))), 50);
+  const t0 = performance.now();
+  try {
+    const result = await fn();
+    return { result, seconds: (performance.now() - t0) / 1000, peakRssMb: Math.round(Math.max(peak, await rssOf(pid)) / 1024 / 1024) };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+const tableName = (i: number) => `src_t${String(i + 1).padStart(2, '0')}`;
+
+async function fill(db: Db, table: string, from: number, to: number): Promise<void> {
+  await db.execute(`INSERT INTO ${table} SELECT i, i % 1000, i * 7, (i % 100000) / 100.0, 'text value ' || i, 'v' || (i % 5000),
+    timestamp '2020-01-01' + i * interval '1.000001 second', i % 2 = 0, i / 3.0, md5(i::text)::uuid, date '2020-01-01' + (i % 1000)
+    FROM generate_series(${from}, ${to}) AS i`);
+}
+
+export async function run(args: string[]): Promise<void> {
+  const tables = option(args, '--tables', 12);
+  const rows = option(args, '--rows', 1_000_000);
+  const concurrency = option(args, '--concurrency', 2);
+  const inFlight = option(args, '--in-flight', 4);
+  const server = await benchDatabase('onboard');
+  const db = await connect({ dialect: 'postgres', url: server.url, poolMax: 4 });
+  const children: ChildProcess[] = [];
+  const cleanups: Array<() => Promise<unknown>> = [];
+  try {
+    console.log(`generating ${tables} tables × ${rows.toLocaleString('en')} rows…`);
+    const names = Array.from({ length: tables }, (_, i) => tableName(i));
+    for (const name of names) {
+      await db.execute(`CREATE TABLE ${name} (
+        id bigint PRIMARY KEY, c1 integer, c2 bigint, c3 numeric(12,2), c4 text, c5 varchar(50),
+        c6 timestamp(6), c7 boolean, c8 double precision, c9 uuid, c10 date)`);
+      await fill(db, name, 1, rows);
+    }
+    await db.execute('VACUUM ANALYZE');
+    const total = tables * rows;
+    const r2 = (x: number) => Math.round(x * 100) / 100;
+
+    // 1. Raw limits.
+    console.log('raw limits…');
+    const copyOut = await measured(async () => {
+      let bytes = 0;
+      for (const name of names) for await (const chunk of await db.copyOut!(`COPY ${name} TO STDOUT`)) bytes += (chunk as Buffer).length;
+      return bytes;
+    });
+    await db.execute(`CREATE UNLOGGED TABLE raw_sink (LIKE ${names[0]!} INCLUDING DEFAULTS)`);
+    const copyIn = await measured(async () => {
+      for (const name of names) await db.copyIn!(`COPY raw_sink FROM STDIN (FORMAT binary)`, await db.copyOut!(`COPY ${name} TO STDOUT (FORMAT binary)`));
+    });
+    await db.execute('DROP TABLE raw_sink');
+
+    // The JSON payloads the agent sends for the first table's first batches, framed and posted as the agent does.
+    const schema = await introspectSource(db, TENANT, { id: names[0]!, table: `public.${names[0]!}`, columns: {} } as never);
+    const schemaJson = JSON.stringify(wireSchema(schema));
+    const payloads: Array<{ body: string; rows: number }> = [];
+    {
+      const sql = `SELECT ${entrySql(db, schema)} FROM (SELECT 'U'::char(1) AS op, * FROM ${names[0]!} ORDER BY id LIMIT ${Math.min(rows, 40 * MAX_ROWS)}) AS s`;
+      let entries: string[] = [];
+      let bytes = 0;
+      for await (const t of binaryTuples(await db.copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`))) {
+        const entry = t[0]!.toString('utf8');
+        if (entries.length === MAX_ROWS || bytes + entry.length + 1 > MAX_BYTES) {
+          payloads.push({ body: frameBatch({ runId: 'raw', mode: 'initial', batch: payloads.length + 1, schemaJson }, entries), rows: entries.length });
+          entries = [];
+          bytes = 0;
+        }
+        entries.push(entry);
+        bytes += entry.length + 1;
+      }
+      if (entries.length) payloads.push({ body: frameBatch({ runId: 'raw', mode: 'initial', batch: payloads.length + 1, schemaJson }, entries), rows: entries.length });
+    }
+    const bare = await startChild(['-e', BARE_SERVER]);
+    children.push(bare.child);
+    const pushTenant = (url: string) =>
+      ({ id: TENANT, push: { url, token: TOKEN, apiKeyHeader: 'X-Api-Key', maxInFlight: inFlight, timeout: 120_000, gzipAboveBytes: 64 * 1024 }, connections: {}, sources: [] }) as unknown as TenantConfig;
+    const client = createPushClient(pushTenant(bare.url));
+    const bareCpu0 = await cpuSeconds(bare.child.pid!);
+    const loopback = await measured(async () => {
+      let sent = 0;
+      let n = 0;
+      await Promise.all(
+        Array.from({ length: inFlight }, async () => {
+          while (sent < total) {
+            const p = payloads[n++ % payloads.length]!;
+            sent += p.rows;
+            await client.postBatch(names[0]!, `raw.${n}`, p.body);
+          }
+        }),
+      );
+      return sent;
+    });
+    const bareCpu = (await cpuSeconds(bare.child.pid!)) - bareCpu0;
+    client.close();
+    await stop(bare.child);
+
+    // 2–4. The agent against the reference receiver.
+    const rx = await startChild(['bin/cdc-agent.js', 'receiver', '--port', '0', '--db', server.url, '--token', `${TENANT}=${TOKEN}`]);
+    children.push(rx.child);
+    const rawConfig = {
+      control: { dialect: 'postgres', url: server.url, poolMax: 12 },
+      worker: { concurrency, leaseSeconds: 60, pollInterval: '100ms', healthPort: 0 },
+      telemetry: { logLevel: process.env.CDC_BENCH_LOG ?? 'warn' },
+      tenants: [
+        {
+          id: TENANT,
+          push: { url: rx.url, token: TOKEN, maxInFlight: inFlight },
+          connections: { legacy: { dialect: 'postgres', url: server.url, poolMax: 4 } },
+          sources: names.map((name) => ({ id: name, connection: 'legacy', table: `public.${name}`, every: '24h', batch: { maxRows: MAX_ROWS, maxBytes: MAX_BYTES } })),
+        },
+      ],
+    };
+    await mkdir('.tmp', { recursive: true });
+    const configPath = '.tmp/bench-onboard.yaml';
+    await writeFile(configPath, stringify(rawConfig));
+    await migrate(db);
+    const queue: JobQueue = createJobQueue(db);
+    // The agent is `cdc-agent run` in its own process, so that its RSS is its own; --profile adds --cpu-prof.
+    const profile = args.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=.tmp/prof'] : [];
+    const agent = spawn(process.execPath, [...profile, 'bin/cdc-agent.js', '--config', configPath, 'run', '--no-schedule', '--health-host', '127.0.0.1'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    children.push(agent);
+    cleanups.push(() => stop(agent));
+
+    const sync = async (kind: 'initial' | 'incremental') => {
+      const cpu0 = await cpuSeconds(rx.child.pid!);
+      const [{ at }] = (await db.query<{ at: string }>('SELECT now()::text AS at')) as [{ at: string }];
+      const m = await measured(async () => {
+        const followed: Followed[] = [];
+        for (const name of names) {
+          const r = await queue.enqueue({ tenant: TENANT, source: name, kind, priority: kind === 'initial' ? 100 : 0 });
+          followed.push({ tenant: TENANT, source: name, jobId: (r.jobId ?? r.existingJobId)! });
+        }
+        return followJobs(queue, followed, { tty: false, write: () => {}, pollMs: 50 });
+      }, agent.pid);
+      const cpu = (await cpuSeconds(rx.child.pid!)) - cpu0;
+      if (m.result.failed.length > 0) throw new Error(`sync failed: ${JSON.stringify(m.result.failed)}`);
+      const bad = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM rx_runs WHERE problems IS NOT NULL OR rows_held <> source_rows`);
+      if (Number(bad[0]!.n) > 0) throw new Error(`receiver did not reconcile ${bad[0]!.n} runs`);
+      const counts = await db.query<{ u: string; d: string }>(
+        `SELECT coalesce(sum(upserts), 0)::text AS u, coalesce(sum(deletes), 0)::text AS d FROM cdc_runs WHERE status = 'succeeded' AND started_at >= $1::timestamptz`,
+        [at],
+      );
+      return { ...m, receiverCpu: cpu, upserts: Number(counts[0]!.u), deletes: Number(counts[0]!.d) };
+    };
+
+    await new Promise((r) => setTimeout(r, 3000));
+    const idleRssMb = Math.round((await rssOf(agent.pid!)) / 1024 / 1024);
+    console.log(`agent idle RSS ${idleRssMb} MB; onboarding…`);
+    const onboard = await sync('initial');
+    console.log(`onboarding: ${r2(onboard.seconds)} s; changing 1 % of every table…`);
+    for (const name of names) {
+      await db.execute(`UPDATE ${name} SET c4 = c4 || ' changed', c8 = c8 + 1 WHERE id % 200 = 0`);
+      await db.execute(`DELETE FROM ${name} WHERE id % 400 = 1`);
+      await fill(db, name, rows + 1, rows + Math.floor(rows / 400));
+    }
+    await db.execute('ANALYZE');
+    const incremental = await sync('incremental');
+    console.log(`incremental: ${r2(incremental.seconds)} s; syncing again with no change…`);
+    const noChange = await sync('incremental');
+
+    const perTable = (s: number) => r2(s / tables);
+    const figures: Array<Record<string, string | number>> = [
+      { phase: 'raw COPY TO STDOUT', rows: total, seconds: r2(copyOut.seconds), 'rows/s': Math.round(total / copyOut.seconds), 's per table': perTable(copyOut.seconds), 'vs raw': '', 'agent peak RSS MB': '', 'receiver CPU s': '', note: `${Math.round(copyOut.result / 1e6)} MB text` },
+      { phase: 'raw COPY FROM STDIN (unlogged, no index)', rows: total, seconds: r2(copyIn.seconds), 'rows/s': Math.round(total / copyIn.seconds), 's per table': perTable(copyIn.seconds), 'vs raw': '', 'agent peak RSS MB': '', 'receiver CPU s': '', note: 'binary COPY piped table → table' },
+      { phase: 'raw loopback HTTP (bare Node server parses)', rows: loopback.result, seconds: r2(loopback.seconds), 'rows/s': Math.round(loopback.result / loopback.seconds), 's per table': perTable(loopback.seconds), 'vs raw': '', 'agent peak RSS MB': '', 'receiver CPU s': r2(bareCpu), note: `${payloads.length} payloads of ${MAX_ROWS} rows, gzip, ${inFlight} in flight` },
+    ];
+    const rawSum = copyOut.seconds + copyIn.seconds + loopback.seconds;
+    for (const [phase, m, note] of [
+      ['onboarding (snapshot → diff → batch → push)', onboard, `${onboard.upserts} U; agent RSS before: ${idleRssMb} MB`],
+      ['incremental sync, 1 % changed', incremental, `${incremental.upserts} U / ${incremental.deletes} D`],
+      ['no-change sync', noChange, `${noChange.upserts} U / ${noChange.deletes} D`],
+    ] as const) {
+      figures.push({
+        phase,
+        rows: total,
+        seconds: r2(m.seconds),
+        'rows/s': Math.round(total / m.seconds),
+        's per table': perTable(m.seconds),
+        'vs raw': r2(m.seconds / rawSum),
+        'agent peak RSS MB': m.peakRssMb,
+        'receiver CPU s': r2(m.receiverCpu),
+        note,
+      });
+    }
+    console.log(`"vs raw" = phase seconds / (raw COPY out + raw COPY in + raw loopback) = ${r2(rawSum)} s; agent concurrency ${concurrency}, ${inFlight} in flight`);
+    await report('onboard', figures);
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    await db.close();
+    await server.close();
+  }
+}
