@@ -66,6 +66,21 @@ async function retryAfterRotation<T>(ctx: JobContext, target: 'push' | 'source',
   }
 }
 
+/** A refused source login, said in the operator's terms: which tenant, source and connection, and what to do. */
+async function explainLoginFailure<T>(tenant: string, source: SourceConfig, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (!isAuthenticationFailure(error)) throw error;
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new PermanentError(
+      `Tenant "${tenant}", source "${source.id}": the source database refused the login of connection "${source.connection}" (${detail}). ` +
+        `Check that connection's user and password (or the secret they name) and that the login exists with SELECT rights; then \`cdc-agent jobs retry-dead --tenant ${tenant}\`.`,
+      { cause: error, context: { tenant, source: source.id } },
+    );
+  }
+}
+
 export function newRunId(now = new Date()): string {
   return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(4).toString('hex')}`;
 }
@@ -127,8 +142,11 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
 
   let schema: SourceSchema;
   if (stats.phase === 'snapshot') {
-    const sourceDb = await retryAfterRotation(ctx, 'source', connectionPath({ config }, tenant.id, source.connection), () => ctx.sources.get(tenant.id, source.connection));
-    schema = await introspectSource(sourceDb, tenant.id, source);
+    const [sourceDb, described] = await explainLoginFailure(tenant.id, source, async () => {
+      const db = await retryAfterRotation(ctx, 'source', connectionPath({ config }, tenant.id, source.connection), () => ctx.sources.get(tenant.id, source.connection));
+      return [db, await introspectSource(db, tenant.id, source)] as const;
+    });
+    schema = described;
     const { drift } = await prepareTables({ controlDb, tenant: tenant.id, source, schema, runId });
     if (drift) runLog.warn({ changes: drift.changes }, 'schema changed at the source; re-sending every row in the new shape');
     if (drift) ctx.telemetry?.schemaChanged(labels, drift.changes);

@@ -126,7 +126,16 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
         try {
           parsed = (response.data ? JSON.parse(response.data) : {}) as T;
         } catch {
-          parsed = {} as T;
+          // A 2xx that is not the API's JSON (a proxy or login page, a wrong push.url) is no acknowledgement:
+          // counting it as one would advance staging past what the receiver holds.
+          const type = String(response.headers['content-type'] ?? 'no content type');
+          const start = JSON.stringify(String(response.data).replace(/\s+/g, ' ').slice(0, 80));
+          throw new PushRejectedError(
+            `${what}: the receiver answered HTTP ${status} (${type}) with a body that is not JSON, starting ${start}. ` +
+              `This is not the Data Push API's answer; check push.url of tenant "${tenant.id}" (${baseUrl}): it must reach the API directly, not a proxy or login page. ` +
+              'Nothing was recorded as delivered.',
+            { status, receiverMessage: String(response.data).slice(0, 2_000), context },
+          );
         }
         return { body: parsed, status, attempts };
       }
@@ -136,7 +145,11 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
       }
       const { retryable, reason } = classifyHttpStatus(status);
       if (!retryable) {
-        throw new PushRejectedError(`${what} was rejected by the receiver with HTTP ${status}: ${message}`, { status, receiverMessage: message, context });
+        const hint =
+          status === 401 || status === 403
+            ? ` The receiver refused the credentials of tenant "${tenant.id}": put the current token (push.token) or API key (push.apiKey) in the secret the configuration names, then \`cdc-agent jobs retry-dead --tenant ${tenant.id}\`.`
+            : '';
+        throw new PushRejectedError(`${what} was rejected by the receiver with HTTP ${status}: ${message}.${hint}`, { status, receiverMessage: message, context });
       }
       const retryAfter = status === 429 || status === 503 ? parseRetryAfter(response.headers['retry-after'] as string | undefined) : undefined;
       throw new PushUnavailableError(`${what} failed (${reason}, HTTP ${status}): ${message}`, {

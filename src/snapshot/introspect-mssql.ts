@@ -90,7 +90,7 @@ export const mssqlCatalog: SourceCatalog = {
       objectName = db.table(parseQualifiedName(ref.table));
       const found = await db.query<{ id: number | null }>('SELECT OBJECT_ID(@p1) AS id', [objectName]);
       if (found[0]?.id === null || found[0]?.id === undefined) {
-        throw new PermanentError(`${where}: table or view ${objectName} does not exist or is not visible to the agent's login.`);
+        throw new PermanentError(`${where}: table or view ${objectName} does not exist or is not visible to the agent's login; check the source's table in the configuration, or GRANT SELECT on it to that login.`);
       }
       select = `SELECT * FROM ${objectName}`;
     } else {

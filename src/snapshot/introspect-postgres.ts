@@ -90,7 +90,7 @@ export const postgresCatalog: SourceCatalog = {
       const relation = db.table(parseQualifiedName(ref.table));
       const found = await db.query<{ oid: string | null }>('SELECT to_regclass($1)::oid::text AS oid', [relation]);
       const oid = found[0]?.oid;
-      if (!oid) throw new PermanentError(`${where}: table or view ${relation} does not exist or is not visible to the agent's login.`);
+      if (!oid) throw new PermanentError(`${where}: table or view ${relation} does not exist or is not visible to the agent's login; check the source's table in the configuration, or GRANT SELECT on it to that login.`);
       const rows = await db.query<CatalogRow>(
         `SELECT a.attname AS name, NOT a.attnotnull AS nullable,
            format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) AS formatted,

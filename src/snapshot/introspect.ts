@@ -69,7 +69,11 @@ export async function describeSource(sourceDb: Db, tenant: string, source: Sourc
   const kept = new Set(columns.map((c) => c.spec.name));
   const missing = key.filter((k) => !kept.has(k));
   if (missing.length > 0) {
-    throw new PermanentError(`${at}: key column(s) ${missing.map((m) => JSON.stringify(m)).join(', ')} are not among the source's (included) columns.`, { context });
+    throw new PermanentError(
+      `${at}: key column(s) ${missing.map((m) => JSON.stringify(m)).join(', ')} are not among the source's (included) columns ` +
+        `(${[...kept].join(', ')}); fix the source's key in the configuration, or stop excluding the column. Nothing was pushed.`,
+      { context },
+    );
   }
 
   const from = 'table' in ref ? sourceDb.table(parseQualifiedName(ref.table)) : `(${ref.query}) AS cdc_q`;
