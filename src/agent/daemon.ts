@@ -108,6 +108,7 @@ export class AgentDaemon {
       this.scheduler.start();
     }
     this.state = 'running';
+    this.readyCache = undefined;
     this.log.info({ concurrency: config.worker.concurrency }, 'agent running');
     if (this.options.telemetry) {
       void this.sample();

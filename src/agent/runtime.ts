@@ -22,9 +22,9 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-export async function openRuntime(loaded: LoadedConfig, options: { logLevel?: string } = {}): Promise<Runtime> {
+export async function openRuntime(loaded: LoadedConfig, options: { logLevel?: string; probe?: boolean } = {}): Promise<Runtime> {
   const log = createLogger({ level: options.logLevel ?? loaded.config.telemetry.logLevel, secrets: () => loaded.secrets.values() });
-  const controlDb = await connect(loaded.config.control);
+  const controlDb = await connect(loaded.config.control, { probe: options.probe ?? true });
   const queue = createJobQueue(controlDb);
   const sources = new SourceConnections(loaded.config);
   const telemetry = createTelemetry(loaded.config, { secrets: () => loaded.secrets.values() });

@@ -4,11 +4,17 @@ import { MssqlDb } from './mssql.ts';
 import { PostgresDb } from './postgres.ts';
 import type { Db } from './types.ts';
 
-export async function connect(config: ConnectionConfig): Promise<Db> {
+/**
+ * With `probe` (the default) the server is reached once before returning, so a bad URL or login fails here.
+ * Without it the pool connects on first use: the daemon uses that to start, report not-ready and back off
+ * while its control database is unreachable, instead of exiting.
+ */
+export async function connect(config: ConnectionConfig, options: { probe?: boolean } = {}): Promise<Db> {
+  const probe = options.probe ?? true;
   if (config.dialect === 'postgres') {
     const db = new PostgresDb(config);
-    await db.query('SELECT 1');
+    if (probe) await db.query('SELECT 1');
     return db;
   }
-  return MssqlDb.connect(config);
+  return probe ? MssqlDb.connect(config) : MssqlDb.lazy(config);
 }

@@ -203,16 +203,38 @@ export class MssqlDb extends MssqlQueryable implements Db {
   }
 
   static async connect(config: MssqlConnectionConfig | sql.config): Promise<MssqlDb> {
+    const db = MssqlDb.lazy(config);
+    await db.ensureConnected();
+    return db;
+  }
+
+  /** A pool that connects on first use (and again after a failed attempt). */
+  static lazy(config: MssqlConnectionConfig | sql.config): MssqlDb {
     const pool = new sql.ConnectionPool('dialect' in config ? mssqlPoolConfig(config) : config);
     pool.on('error', () => {});
-    const db = new MssqlDb(pool);
+    return new MssqlDb(pool);
+  }
+
+  private async ensureConnected(): Promise<void> {
+    if (this.pool.connected) return;
+    this.connecting ??= this.pool.connect().finally(() => {
+      this.connecting = undefined;
+    });
     try {
-      db.connecting = pool.connect();
-      await db.connecting;
+      await this.connecting;
     } catch (error) {
       throw toCdcError(error, 'SQL Server connect');
     }
-    return db;
+  }
+
+  override async query<R extends Row = Row>(text: string, params: readonly unknown[] = []): Promise<R[]> {
+    await this.ensureConnected();
+    return super.query<R>(text, params);
+  }
+
+  override async execute(text: string, params: readonly unknown[] = []): Promise<number> {
+    await this.ensureConnected();
+    return super.execute(text, params);
   }
 
   quote(name: string): string {
@@ -261,6 +283,7 @@ export class MssqlDb extends MssqlQueryable implements Db {
   }
 
   async *stream<R extends Row = Row>(text: string, params: readonly unknown[] = [], options: StreamOptions = {}): AsyncIterable<R> {
+    await this.ensureConnected();
     const request = this.request(params);
     const rows = request.toReadableStream({ highWaterMark: options.batchSize ?? 2_000 });
     void request.query(text).catch(() => {});
@@ -291,6 +314,7 @@ export class MssqlDb extends MssqlQueryable implements Db {
 
   async bulkWrite(table: QualifiedName, columns: readonly ColumnSpec[], rows: AsyncIterable<Cell[]> | Iterable<Cell[]>): Promise<number> {
     const landing = columns.some((c) => landsAsText(c.type));
+    await this.ensureConnected();
     const transaction = new sql.Transaction(this.pool);
     await transaction.begin().catch((error: unknown) => {
       throw toCdcError(error, 'SQL Server begin transaction');
@@ -337,6 +361,7 @@ export class MssqlDb extends MssqlQueryable implements Db {
   }
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    await this.ensureConnected();
     const transaction = new sql.Transaction(this.pool);
     try {
       await transaction.begin();

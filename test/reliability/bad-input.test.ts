@@ -221,9 +221,7 @@ describe('bad input [postgres → postgres]', () => {
     expect(await requestsFor(estate, 'customers')).toBe(0);
   });
 
-  // Known defect, left visible as a skip: `cdc-agent run` exits at once when the control database is unreachable,
-  // because openRuntime (src/agent/runtime.ts) connects before the daemon's backoff loop starts.
-  it.skip('(skipped: `run` exits before its backoff loop; openRuntime connects eagerly) control database unreachable at start: the agent stays up, not ready, backs off without flooding the log, and starts once it is reachable', async () => {
+  it('control database unreachable at start: the agent stays up, not ready, backs off without flooding the log, and starts once it is reachable', async () => {
     estate = await Estate.create({ label: 'bad_ctl', tenants: ['acme'], rows: 200, sources: [{ id: 'customers', table: 'public.customers' }] });
     const real = new URL(estate.control.url);
     // a port where nothing listens yet; later a plain TCP relay to the real server opens there

@@ -14,7 +14,8 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
       const loaded = await loadFromCli(command, io);
       const { AgentDaemon } = await import('../../agent/daemon.ts');
       const { openRuntime } = await import('../../agent/runtime.ts');
-      const runtime = await openRuntime(loaded);
+      // The daemon waits for its control database (not ready, backing off) rather than exiting.
+      const runtime = await openRuntime(loaded, { probe: false });
       const daemon = new AgentDaemon({
         ...runtime,
         config: loaded.config,
