@@ -97,6 +97,25 @@ function fraction(precision: number | undefined): string {
   return precision ? `\\.\\d{${precision}}` : '';
 }
 
+/** Time patterns by kind and precision, compiled once (validation runs for every value of every batch). */
+const TIME_PATTERNS = new Map<string, RegExp>();
+function timePattern(kind: 'time' | 'timestamp' | 'timestamptz', precision: number | undefined): RegExp {
+  const id = `${kind}:${precision ?? 0}`;
+  let re = TIME_PATTERNS.get(id);
+  if (!re) {
+    const f = fraction(precision);
+    re = new RegExp(
+      kind === 'time'
+        ? `^\\d{2}:\\d{2}:\\d{2}${f}$`
+        : kind === 'timestamp'
+          ? `^-?\\d{4,}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}${f}$`
+          : `^-?\\d{4,}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}${f}[+-]\\d{2}:\\d{2}$`,
+    );
+    TIME_PATTERNS.set(id, re);
+  }
+  return re;
+}
+
 /** Why `value` is not a valid encoding for `column`, or null when it is. */
 export function valueProblem(value: WireValue, column: WireColumn): string | null {
   if (value === null) return column.nullable ? null : 'is null but the column is NOT NULL';
@@ -139,15 +158,15 @@ export function valueProblem(value: WireValue, column: WireColumn): string | nul
     case 'date':
       return typeof value === 'string' && /^-?\d{4,}-\d{2}-\d{2}$/.test(value) ? null : 'must be YYYY-MM-DD';
     case 'time':
-      return typeof value === 'string' && new RegExp(`^\\d{2}:\\d{2}:\\d{2}${fraction(column.precision)}$`).test(value)
+      return typeof value === 'string' && timePattern('time', column.precision).test(value)
         ? null
         : `must be HH:MM:SS with exactly ${column.precision ?? 0} fractional digits`;
     case 'timestamp':
-      return typeof value === 'string' && new RegExp(`^-?\\d{4,}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}${fraction(column.precision)}$`).test(value)
+      return typeof value === 'string' && timePattern('timestamp', column.precision).test(value)
         ? null
         : `must be YYYY-MM-DDTHH:MM:SS with exactly ${column.precision ?? 0} fractional digits`;
     case 'timestamptz':
-      return typeof value === 'string' && new RegExp(`^-?\\d{4,}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}${fraction(column.precision)}[+-]\\d{2}:\\d{2}$`).test(value)
+      return typeof value === 'string' && timePattern('timestamptz', column.precision).test(value)
         ? null
         : `must be YYYY-MM-DDTHH:MM:SS with exactly ${column.precision ?? 0} fractional digits and a +HH:MM offset`;
     default:
@@ -187,14 +206,19 @@ export function batchProblems(body: BatchBody, limit = 10): string[] {
   if (problems.length > 0) return problems;
   const columns = new Map(body.schema.columns.map((c) => [c.name, c]));
   const keyColumns = body.schema.key.map((k) => columns.get(k)!);
+  // Per batch, not per value: key columns as validated (never NULL), and the names each op may carry.
+  const asChecked = new Map(body.schema.columns.map((c) => [c, keyColumns.includes(c) ? { ...c, nullable: false } : c]));
+  const rowNames = new Set(body.schema.columns.map((c) => c.name));
+  const keyNames = new Set(keyColumns.map((c) => c.name));
   const seen = new Set<string>();
   body.changes.forEach((change, i) => {
     if (problems.length >= limit) return;
     const values = change.op === 'upsert' ? change.row : change.key;
     const expected = change.op === 'upsert' ? body.schema.columns : keyColumns;
+    const names = change.op === 'upsert' ? rowNames : keyNames;
     const where = `changes[${i}].${change.op === 'upsert' ? 'row' : 'key'}`;
     for (const name of Object.keys(values)) {
-      if (!expected.some((c) => c.name === name)) problems.push(`${where}: unexpected column ${JSON.stringify(name)}`);
+      if (!names.has(name)) problems.push(`${where}: unexpected column ${JSON.stringify(name)}`);
     }
     for (const column of expected) {
       if (!(column.name in values)) {
@@ -202,7 +226,7 @@ export function batchProblems(body: BatchBody, limit = 10): string[] {
         continue;
       }
       const value = values[column.name] as WireValue;
-      const problem = valueProblem(value, keyColumns.includes(column) ? { ...column, nullable: false } : column);
+      const problem = valueProblem(value, asChecked.get(column)!);
       if (problem) problems.push(`${where}.${column.name} ${problem}`);
     }
     const key = JSON.stringify(keyColumns.map((c) => values[c.name]));
