@@ -27,7 +27,7 @@ export async function openRuntime(loaded: LoadedConfig, options: { logLevel?: st
   const controlDb = await connect(loaded.config.control, { probe: options.probe ?? true });
   const queue = createJobQueue(controlDb);
   const sources = new SourceConnections(loaded.config);
-  const telemetry = createTelemetry(loaded.config, { secrets: () => loaded.secrets.values() });
+  const telemetry = await createTelemetry(loaded.config, { secrets: () => loaded.secrets.values() });
   return {
     loaded,
     controlDb,

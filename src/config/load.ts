@@ -7,7 +7,6 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, SecretNotFoundError } from '../errors/errors.ts';
 import type { SecretClientOptions } from '@azure/keyvault-secrets';
-import { KeyVaultSecretProvider } from './keyvault.ts';
 import { configSchema, crossCheck, type ParsedConfig } from './schema.ts';
 import { EnvSecretProvider, FileSecretProvider, SecretResolver, type SecretProvider } from './secrets.ts';
 
@@ -147,10 +146,11 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
   const env = options.env ?? process.env;
   const path = configPathFrom({ ...options, env });
   const unresolved = compileConfig(await readConfigFile(path), path);
+  // The Azure SDKs are loaded only when Key Vault is configured: they cost tens of MB of memory.
   const keyVault =
-    unresolved.keyVault !== undefined
+    unresolved.keyVault !== undefined && options.providers === undefined
       ? [
-          new KeyVaultSecretProvider({
+          new (await import('./keyvault.ts')).KeyVaultSecretProvider({
             url: unresolved.keyVault.url,
             cacheTtlMs: unresolved.keyVault.cacheTtl,
             ...(options.keyVaultClientOptions ? { clientOptions: options.keyVaultClientOptions } : {}),

@@ -1,6 +1,5 @@
 /** Open a pooled connection for a configured database, in whichever dialect it speaks. */
 import type { ConnectionConfig } from '../config/schema.ts';
-import { MssqlDb } from './mssql.ts';
 import { PostgresDb } from './postgres.ts';
 import type { Db } from './types.ts';
 
@@ -16,5 +15,7 @@ export async function connect(config: ConnectionConfig, options: { probe?: boole
     if (probe) await db.query('SELECT 1');
     return db;
   }
+  // The SQL Server driver is loaded only when a SQL Server is configured (it costs ~40 MB of memory).
+  const { MssqlDb } = await import('./mssql.ts');
   return probe ? MssqlDb.connect(config) : MssqlDb.lazy(config);
 }

@@ -1,6 +1,5 @@
 /** `cdc-agent receiver`: run the reference Data Push API receiver (src/receiver) until interrupted. */
 import type { Command } from 'commander';
-import { startReceiver } from '../../receiver/server.ts';
 import { EXIT } from '../exit-codes.ts';
 import type { CliIo } from '../context.ts';
 
@@ -59,6 +58,7 @@ export function registerReceiver(program: Command, io: CliIo, setExit: (code: nu
     .option('--seed <n>', 'seed of the fault generator', count('--seed'), 1)
     .action(async (options: ReceiverCliOptions) => {
       if (Object.keys(options.token).length === 0) io.err('warning: no --token given; every request will be refused with 401');
+      const { startReceiver } = await import('../../receiver/server.ts');
       const receiver = await startReceiver({
         port: options.port,
         host: options.host,
