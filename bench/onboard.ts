@@ -1,5 +1,6 @@
 /**
- * `npm run bench` (or `npm run bench -- onboard [--tables 12] [--rows 1000000] [--concurrency 2] [--in-flight 4]`):
+ * `npm run bench` (or `npm run bench -- onboard [--tables 12] [--rows 1000000] [--concurrency 2] [--in-flight 4]
+ * [--agent-heap MB] [--profile]`):
  * the mission-scale benchmark (issue 10). One PostgreSQL database holds a generated source estate (`--tables`
  * tables × `--rows` rows × 10 business columns), the agent's control tables and the reference receiver's
  * tables; on this one machine it measures
@@ -212,6 +213,9 @@ export async function run(args: string[]): Promise<void> {
     const queue: JobQueue = createJobQueue(db);
     // The agent is `cdc-agent run` in its own process, so that its RSS is its own; --profile adds --cpu-prof.
     const profile = args.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=.tmp/prof'] : [];
+    // --agent-heap MB: cap the agent's V8 old space (as a container's NODE_OPTIONS would).
+    const heap = option(args, '--agent-heap', 0);
+    if (heap > 0) profile.push(`--max-old-space-size=${heap}`);
     const agent = spawn(process.execPath, [...profile, 'bin/cdc-agent.js', '--config', configPath, 'run', '--no-schedule', '--health-host', '127.0.0.1'], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(agent);
     cleanups.push(() => stop(agent));
