@@ -10,12 +10,48 @@
 import sql from 'mssql';
 import type { MssqlConnectionConfig } from '../config/schema.ts';
 import { toCdcError } from '../errors/classify.ts';
+import { PermanentError } from '../errors/errors.ts';
 import { toCell } from './cells.ts';
 import { quoteMssql, quoteQualified } from './identifiers.ts';
 import type { Cell, ColumnSpec, ColumnType, Db, DialectCapabilities, QualifiedName, Queryable, Row, StreamOptions } from './types.ts';
 
 /** Rows per BulkLoad call: bounds memory, since mssql's Table holds its rows in an array. */
 const BULK_CHUNK_ROWS = 5_000;
+
+/** Bytes a value of this type takes in an index key (fixed types exactly, variable ones at their maximum). */
+function keyBytes(type: ColumnType): number | null {
+  switch (type.kind) {
+    case 'boolean':
+      return 1;
+    case 'int16':
+      return 2;
+    case 'int32':
+    case 'float32':
+      return 4;
+    case 'int64':
+    case 'float64':
+    case 'timestamp':
+      return 8;
+    case 'decimal':
+      return type.precision <= 9 ? 5 : type.precision <= 19 ? 9 : type.precision <= 28 ? 13 : 17;
+    case 'uuid':
+      return 16;
+    case 'date':
+      return 3;
+    case 'time':
+      return 5;
+    case 'timestamptz':
+      return 10;
+    case 'string':
+      return type.maxLength !== null && type.maxLength <= 4000 ? 2 * type.maxLength : null;
+    case 'binary':
+      return type.maxLength !== null && type.maxLength <= 8000 ? type.maxLength : null;
+  }
+}
+
+/** Index key limits: https://learn.microsoft.com/sql/sql-server/maximum-capacity-specifications-for-sql-server */
+const CLUSTERED_KEY_BYTES = 900;
+const NONCLUSTERED_KEY_BYTES = 1700;
 
 /** Parse `mssql://user:password@host:port/database?encrypt=true&trustServerCertificate=false&instanceName=X`. */
 export function parseMssqlUrl(url: string): Partial<MssqlConnectionConfig> {
@@ -249,6 +285,26 @@ export class MssqlDb extends MssqlQueryable implements Db {
     return `@p${n}`;
   }
 
+  primaryKeySql(keyColumns: readonly ColumnSpec[]): string {
+    const names = keyColumns.map((c) => c.name).join(', ');
+    const unbounded = keyColumns.filter((c) => keyBytes(c.type) === null);
+    if (unbounded.length > 0) {
+      throw new PermanentError(
+        `Key column(s) ${unbounded.map((c) => c.name).join(', ')} are unbounded text or binary, which SQL Server cannot index. ` +
+          'Use a query source that casts the key to a bounded type (e.g. CAST(k AS nvarchar(200))) and name it as the key.',
+      );
+    }
+    const bytes = keyColumns.reduce((sum, c) => sum + (keyBytes(c.type) ?? 0), 0);
+    if (bytes > NONCLUSTERED_KEY_BYTES) {
+      throw new PermanentError(
+        `The key (${names}) can be ${bytes} bytes wide; a SQL Server index key holds at most ${NONCLUSTERED_KEY_BYTES}. ` +
+          'Use a query source that casts the key columns to narrower types and name them as the key.',
+      );
+    }
+    const kind = bytes > CLUSTERED_KEY_BYTES ? 'NONCLUSTERED ' : '';
+    return `PRIMARY KEY ${kind}(${keyColumns.map((c) => quoteMssql(c.name)).join(', ')})`;
+  }
+
   columnTypeSql(type: ColumnType): string {
     switch (type.kind) {
       case 'boolean':
@@ -329,7 +385,7 @@ export class MssqlDb extends MssqlQueryable implements Db {
       let chunk = this.newBulkTable(target, columns);
       const flush = async () => {
         if (chunk.rows.length === 0) return;
-        const result = await new sql.Request(transaction).bulk(chunk, { keepNulls: true, tableLock: !landing });
+        const result = await new sql.Request(transaction).bulk(chunk, { keepNulls: true, lockTable: !landing } as sql.IBulkOptions);
         written += result.rowsAffected;
         chunk = this.newBulkTable(target, columns);
       };
@@ -356,7 +412,8 @@ export class MssqlDb extends MssqlQueryable implements Db {
   private newBulkTable(target: string, columns: readonly ColumnSpec[]): sql.Table {
     const t = new sql.Table(target);
     t.create = false;
-    for (const c of columns) t.columns.add(c.name, bulkType(c.type), { nullable: true });
+    // tedious writes the name into `insert bulk` between brackets without escaping; mssql rejects a bare ].
+    for (const c of columns) t.columns.add(c.name.replaceAll(']', ']]'), bulkType(c.type), { nullable: true });
     return t;
   }
 

@@ -161,6 +161,10 @@ export class PostgresDb extends PgQueryable implements Db {
     }
   }
 
+  primaryKeySql(keyColumns: readonly ColumnSpec[]): string {
+    return `PRIMARY KEY (${keyColumns.map((c) => quotePostgres(c.name)).join(', ')})`;
+  }
+
   async *stream<R extends Row = Row>(sql: string, params: readonly unknown[] = [], options: StreamOptions = {}): AsyncIterable<R> {
     const batchSize = options.batchSize ?? 2_000;
     let client: pg.PoolClient;

@@ -15,7 +15,10 @@ export type ColumnType =
   | { kind: 'decimal'; precision: number; scale: number }
   | { kind: 'float32' }
   | { kind: 'float64' }
-  /** Unicode text; maxLength in characters, null for unlimited. */
+  /**
+   * Unicode text; maxLength in UTF-16 code units (SQL Server's nvarchar(n) unit; a character outside the BMP takes
+   * two), null for unlimited.
+   */
   | { kind: 'string'; maxLength: number | null }
   | { kind: 'binary'; maxLength: number | null }
   | { kind: 'uuid' }
@@ -81,6 +84,11 @@ export interface Db extends Queryable {
   stream<R extends Row = Row>(sql: string, params?: readonly unknown[], options?: StreamOptions): AsyncIterable<R>;
   /** Read columns of a table or subquery as exact cells, in bounded memory. */
   readCells(from: QualifiedName | { sql: string }, columns: readonly ColumnSpec[], options?: StreamOptions & { orderBy?: readonly string[] }): AsyncIterable<Cell[]>;
+  /**
+   * The PRIMARY KEY clause for these key columns, or a PermanentError naming the columns when the server
+   * cannot index them (SQL Server: no max types, at most 1,700 bytes; over 900 bytes the key is nonclustered).
+   */
+  primaryKeySql(keyColumns: readonly ColumnSpec[]): string;
   /** Bulk-write rows of cells into an existing table (COPY FROM / bulk load). Returns rows written. */
   bulkWrite(table: QualifiedName, columns: readonly ColumnSpec[], rows: AsyncIterable<Cell[]> | Iterable<Cell[]>): Promise<number>;
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;

@@ -52,8 +52,9 @@ export function mapPostgresType(formatted: string, typtype = 'b'): { type: Colum
     if (precision > 38 || scale < 0 || scale > precision) return { error: `${formatted} is outside decimal(1..38, 0..precision), the range both control dialects hold` };
     return { type: { kind: 'decimal', precision, scale } };
   }
-  if ((m = /^character varying(?:\((\d+)\))?$/.exec(formatted))) return { type: { kind: 'string', maxLength: m[1] ? Number(m[1]) : null } };
-  if ((m = /^character(?:\((\d+)\))?$/.exec(formatted))) return { type: { kind: 'string', maxLength: m[1] ? Number(m[1]) : 1 } };
+  // PostgreSQL counts characters; the portable maxLength counts UTF-16 code units (two per character outside the BMP).
+  if ((m = /^character varying(?:\((\d+)\))?$/.exec(formatted))) return { type: { kind: 'string', maxLength: m[1] ? 2 * Number(m[1]) : null } };
+  if ((m = /^character(?:\((\d+)\))?$/.exec(formatted))) return { type: { kind: 'string', maxLength: m[1] ? 2 * Number(m[1]) : 2 } };
   if ((m = /^time(?:\((\d)\))? without time zone$/.exec(formatted))) return { type: { kind: 'time', precision: m[1] ? Number(m[1]) : 6 } };
   if ((m = /^timestamp(?:\((\d)\))? without time zone$/.exec(formatted))) return { type: { kind: 'timestamp', precision: m[1] ? Number(m[1]) : 6 } };
   if ((m = /^timestamp(?:\((\d)\))? with time zone$/.exec(formatted))) return { type: { kind: 'timestamptz', precision: m[1] ? Number(m[1]) : 6 } };

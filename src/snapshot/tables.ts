@@ -40,7 +40,8 @@ export function createSnapshotSql(db: Db, name: QualifiedName, schema: SourceSch
 export function createStagingSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
   const keys = new Set(schema.key);
   const defs = schema.columns.map((c) => columnDef(db, c, !keys.has(c.name) && c.nullable));
-  return `CREATE TABLE ${db.table(name)} (${defs.join(', ')}, PRIMARY KEY (${schema.key.map((k) => db.quote(k)).join(', ')}))`;
+  const keyColumns = schema.key.map((k) => schema.columns.find((c) => c.name === k)!);
+  return `CREATE TABLE ${db.table(name)} (${defs.join(', ')}, ${db.primaryKeySql(keyColumns)})`;
 }
 
 export function createChangesSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
@@ -50,7 +51,7 @@ export function createChangesSql(db: Db, name: QualifiedName, schema: SourceSche
 
 function createHeldSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
   const keyColumns = schema.key.map((k) => schema.columns.find((c) => c.name === k)!);
-  return `CREATE TABLE ${db.table(name)} (${keyColumns.map((c) => columnDef(db, c, false)).join(', ')}, PRIMARY KEY (${schema.key.map((k) => db.quote(k)).join(', ')}))`;
+  return `CREATE TABLE ${db.table(name)} (${keyColumns.map((c) => columnDef(db, c, false)).join(', ')}, ${db.primaryKeySql(keyColumns)})`;
 }
 
 type StateRecord = {

@@ -84,8 +84,17 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     await src.bulkWrite({ name: 'all_types' }, COLUMNS, ROWS);
     const cfg = sourceConfig('all_types', { table: 'all_types' });
     const run = await runOnce(src, ctl, TENANT, cfg);
-    // PostgreSQL has no 7-digit timestamp: the source column is text there (see docs/type-mapping.md).
-    const native = COLUMNS.map((c) => (sourceDialect === 'postgres' && c.name === 'at7' ? { ...c, type: { kind: 'string' as const, maxLength: null } } : c));
+    // PostgreSQL has no 7-digit timestamp: the source column is text there (see docs/type-mapping.md); and its
+    // varchar(n) counts characters, which the portable type carries as 2n UTF-16 code units.
+    const native = COLUMNS.map((c) =>
+      sourceDialect !== 'postgres'
+        ? c
+        : c.name === 'at7'
+          ? { ...c, type: { kind: 'string' as const, maxLength: null } }
+          : c.type.kind === 'string' && c.type.maxLength !== null
+            ? { ...c, type: { ...c.type, maxLength: 2 * c.type.maxLength } }
+            : c,
+    );
     expect(run.schema).toEqual({ columns: native, key: ['id'] });
     expect(run.rows).toBe(ROWS.length);
     expect({ upserts: run.upserts, deletes: run.deletes }).toEqual({ upserts: ROWS.length, deletes: 0 });
@@ -186,7 +195,7 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     expect(run.schema).toEqual({
       columns: [
         { name: 'id', type: { kind: 'int32' }, nullable: false },
-        { name: 'name', type: { kind: 'string', maxLength: 200 }, nullable: true },
+        { name: 'name', type: { kind: 'string', maxLength: sourceDialect === 'postgres' ? 400 : 200 }, nullable: true },
       ],
       key: ['id'],
     });

@@ -45,7 +45,8 @@ const KINDS: DriftKind[] = [
       const sql = db.dialect === 'postgres' ? `ALTER COLUMN ${db.quote('name')} TYPE ${type}` : `ALTER COLUMN ${db.quote('name')} ${type} NULL`;
       await db.execute(`ALTER TABLE ${db.table({ name: table })} ${sql}`);
     },
-    said: /column "name" retyped from string\(20\) to string\(50\)/,
+    // PostgreSQL's varchar(n) is carried as 2n UTF-16 code units
+    said: /column "name" retyped from string\((20|40)\) to string\((50|100)\)/,
   },
   {
     kind: 'changed key',
