@@ -61,6 +61,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   const db = typeof options.db === 'string' ? await connect({ dialect: 'postgres', url: options.db, poolMax: 10 }) : options.db;
   const store = new ReceiverStore(db);
   await store.init();
+  /** Decoded request bytes, kept until the handler hashes them. */
+  const bodyHashes = new WeakMap<FastifyRequest, Buffer>();
   const faults = new FaultInjector(options.faults ?? {}, options.seed ?? 1);
   const app = Fastify({
     logger: false,
@@ -89,6 +91,16 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     Object.defineProperty(decoded, 'receivedEncodedLength', { get: () => encoded });
     payload.on('error', (e) => gunzip.destroy(e));
     return decoded;
+  });
+
+  // Parse JSON ourselves from the decoded bytes so the body's sha256 (the dedupe ledger's same-body check) is
+  // taken of those bytes once, instead of re-serialising the parsed body. Prototype-poisoning protection as
+  // fastify's own parser.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
+    const bytes = raw as Buffer;
+    bodyHashes.set(request, bytes);
+    parseJson(request, bytes.toString('utf8'), done);
   });
 
   app.addHook('preValidation', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -145,7 +157,10 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
       }
       const problems = batchProblems(body);
       if (problems.length > 0) return reply.code(400).send({ error: 'bad_request', message: problems.join('; '), problems });
-      const sha = createHash('sha256').update(JSON.stringify(body)).digest('hex');
+      const raw = bodyHashes.get(request);
+      const sha = createHash('sha256')
+        .update(raw ?? JSON.stringify(body))
+        .digest('hex');
       const apply = () => store.applyBatch(tenant, dataset, expectedKey, body, sha);
       if (await injectFault(reply, apply)) return reply;
       if (faults.rejects(body.batch)) {

@@ -4,7 +4,13 @@
  * keys (dedupe), and run completions with their reconciliation.
  */
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import copyStreams from 'pg-copy-streams';
+import { PostgresDb } from '../dialect/postgres.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
+import { toCdcError } from '../errors/classify.ts';
 import type { BatchBody, CompleteBody, PushMode, WireColumn, WireValue } from '../push/contract.ts';
 
 export class ReceiverConflict extends Error {
@@ -79,8 +85,30 @@ function fromText(c: WireColumn, expr: string): string {
   return `(${expr})::${keyType(c).replace(' COLLATE "C"', '')}`;
 }
 
-function keyText(value: WireValue): string | null {
-  return value === null ? null : typeof value === 'string' ? value : String(value);
+/** A value in COPY text format: NULL as \\N, backslash, tab, newline and carriage return escaped. */
+function copyText(value: WireValue | string | undefined): string {
+  if (value === null || value === undefined) return '\\N';
+  const text = typeof value === 'string' ? value : String(value);
+  return /[\\\t\n\r]/.test(text) ? text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')) : text;
+}
+
+/** The batch as COPY text lines (op, key texts, row text), in chunks of a few hundred kilobytes. */
+function* copyLines(body: BatchBody, keys: readonly WireColumn[], rowJson?: readonly (string | null)[]): Generator<string> {
+  let chunk = '';
+  const changes = body.changes;
+  for (let i = 0; i < changes.length; i++) {
+    const change = changes[i]!;
+    const values = change.op === 'upsert' ? change.row : change.key;
+    let line = change.op === 'upsert' ? 'U' : 'D';
+    for (const k of keys) line += `\t${copyText(values[k.name])}`;
+    line += change.op === 'upsert' ? `\t${copyText(rowJson?.[i] ?? JSON.stringify(change.row))}\n` : '\t\\N\n';
+    chunk += line;
+    if (chunk.length >= 256 * 1024) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  if (chunk) yield chunk;
 }
 
 function datasetTable(tenant: string, dataset: string, keys: readonly WireColumn[]): string {
@@ -90,12 +118,16 @@ function datasetTable(tenant: string, dataset: string, keys: readonly WireColumn
 
 export class ReceiverStore {
   private readonly db: Db;
+  private readonly pool: pg.Pool;
+  /** Staging tables already created on each pooled connection (temporary tables live as long as the connection). */
+  private readonly staged = new WeakMap<pg.PoolClient, Set<string>>();
   /** tenant\0dataset -> table name and key columns, once known to exist. */
   private readonly known = new Map<string, { table: string; keys: WireColumn[] }>();
 
   constructor(db: Db) {
-    if (db.dialect !== 'postgres') throw new Error('The reference receiver stores its rows in PostgreSQL; give it a postgres:// database.');
+    if (!(db instanceof PostgresDb)) throw new Error('The reference receiver stores its rows in PostgreSQL; give it a postgres:// database.');
     this.db = db;
+    this.pool = db.pool;
   }
 
   async init(): Promise<void> {
@@ -141,50 +173,99 @@ export class ReceiverStore {
   /**
    * Apply a validated batch once per idempotency key. A replayed key with the same body is a duplicate
    * (counted, not applied); with a different body it is refused.
+   *
+   * One transaction on one connection: the ledger row first (the database decides dedupe, whatever the
+   * concurrency), then the batch is COPYed into a per-connection temporary staging table and applied with one
+   * `DELETE … USING` and one `INSERT … ON CONFLICT` from it. `rowJson[i]` is change i's stored row text (upserts;
+   * the caller serialises it once), so no row is turned into parameters.
    */
-  async applyBatch(tenant: string, dataset: string, key: string, body: BatchBody, bodySha256: string): Promise<{ status: 'applied' | 'duplicate'; upserts: number; deletes: number }> {
+  async applyBatch(
+    tenant: string,
+    dataset: string,
+    key: string,
+    body: BatchBody,
+    bodySha256: string,
+    rowJson?: readonly (string | null)[],
+  ): Promise<{ status: 'applied' | 'duplicate'; upserts: number; deletes: number }> {
     const columns = new Map(body.schema.columns.map((c) => [c.name, c]));
     const keys = body.schema.key.map((k) => columns.get(k)!);
     const { table } = await this.dataset(tenant, dataset, keys, body.mode, body.schema.version);
-    const upserts = body.changes.filter((c) => c.op === 'upsert');
-    const deletes = body.changes.filter((c) => c.op === 'delete');
-    return this.db.transaction(async (tx) => {
-      const inserted = await tx.execute(
+    let upserts = 0;
+    for (const c of body.changes) if (c.op === 'upsert') upserts++;
+    const deletes = body.changes.length - upserts;
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw toCdcError(error, 'PostgreSQL connect');
+    });
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const inserted = await client.query(
         `INSERT INTO rx_requests (tenant, dataset, idempotency_key, run_id, batch, part, body_sha256, upserts, deletes)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
-        [tenant, dataset, key, body.runId, body.batch, body.part ?? null, bodySha256, upserts.length, deletes.length],
+        [tenant, dataset, key, body.runId, body.batch, body.part ?? null, bodySha256, upserts, deletes],
       );
-      if (inserted === 0) {
-        const prior = await tx.query<{ body_sha256: string }>('SELECT body_sha256 FROM rx_requests WHERE tenant = $1 AND dataset = $2 AND idempotency_key = $3', [tenant, dataset, key]);
-        if (prior[0]?.body_sha256 !== bodySha256) {
+      if ((inserted.rowCount ?? 0) === 0) {
+        const prior = await client.query<{ body_sha256: string }>('SELECT body_sha256 FROM rx_requests WHERE tenant = $1 AND dataset = $2 AND idempotency_key = $3', [tenant, dataset, key]);
+        if (prior.rows[0]?.body_sha256 !== bodySha256) {
           throw new ReceiverConflict(`Idempotency-Key ${key} was already used for a different body; batches must be byte-identical when resent`);
         }
-        await tx.execute('UPDATE rx_datasets SET replays = replays + 1 WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+        await client.query('UPDATE rx_datasets SET replays = replays + 1 WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+        await client.query('COMMIT');
         return { status: 'duplicate' as const, upserts: 0, deletes: 0 };
       }
+      const stage = await this.stageTable(client, table, keys.length);
+      await pipeline(Readable.from(copyLines(body, keys, rowJson)), client.query(copyStreams.from(`COPY ${stage} FROM STDIN`)));
       const t = this.db.quote(table);
-      const n = keys.length;
-      const unnestArgs = keys.map((_, i) => `$${i + 1}::text[]`).join(', ');
-      const aliases = keys.map((_, i) => `u${i}`).join(', ');
-      if (deletes.length > 0) {
-        const match = keys.map((k, i) => `t.k${i} = ${fromText(k, `u.u${i}`)}`).join(' AND ');
-        const params = keys.map((k) => deletes.map((d) => (d.op === 'delete' ? keyText(d.key[k.name] ?? null) : null)));
-        await tx.execute(`DELETE FROM ${t} AS t USING unnest(${unnestArgs}) AS u(${aliases}) WHERE ${match}`, params);
+      if (deletes > 0) {
+        const match = keys.map((k, i) => `t.k${i} = ${fromText(k, `s.k${i}`)}`).join(' AND ');
+        await client.query(`DELETE FROM ${t} AS t USING ${stage} AS s WHERE s.op = 'D' AND ${match}`);
       }
-      if (upserts.length > 0) {
-        const params: unknown[] = keys.map((k) => upserts.map((u) => (u.op === 'upsert' ? keyText(u.row[k.name] ?? null) : null)));
-        params.push(upserts.map((u) => (u.op === 'upsert' ? JSON.stringify(u.row) : '')));
-        const select = keys.map((k, i) => fromText(k, `u.u${i}`)).join(', ');
+      if (upserts > 0) {
+        const select = keys.map((k, i) => fromText(k, `s.k${i}`)).join(', ');
         const kcols = keys.map((_, i) => `k${i}`).join(', ');
-        await tx.execute(
-          `INSERT INTO ${t} (${kcols}, row_json) SELECT ${select}, u.r FROM unnest(${unnestArgs}, $${n + 1}::text[]) AS u(${aliases}, r)
+        await client.query(
+          `INSERT INTO ${t} (${kcols}, row_json) SELECT ${select}, s.row_json FROM ${stage} AS s WHERE s.op = 'U'
            ON CONFLICT (${kcols}) DO UPDATE SET row_json = EXCLUDED.row_json`,
-          params,
         );
       }
-      await tx.execute('UPDATE rx_datasets SET schema_version = $3 WHERE tenant = $1 AND dataset = $2', [tenant, dataset, body.schema.version]);
-      return { status: 'applied' as const, upserts: upserts.length, deletes: deletes.length };
-    });
+      // Only when it changes: an unconditional update would serialise concurrent batches on this row lock.
+      await client.query('UPDATE rx_datasets SET schema_version = $3 WHERE tenant = $1 AND dataset = $2 AND schema_version IS DISTINCT FROM $3', [
+        tenant,
+        dataset,
+        body.schema.version,
+      ]);
+      await client.query('COMMIT');
+      this.staged.get(client)?.add(stage);
+      return { status: 'applied' as const, upserts, deletes };
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch {
+        broken = true;
+      }
+      if (error instanceof ReceiverConflict) throw error;
+      throw toCdcError(error, 'PostgreSQL transaction');
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * This connection's temporary staging table for `table` (op, key columns as text, row text), emptied at every
+   * commit. Created inside the batch's transaction and remembered only once that transaction commits.
+   */
+  private async stageTable(client: pg.PoolClient, table: string, keyCount: number): Promise<string> {
+    const name = this.db.quote(`${table}_stage`);
+    let made = this.staged.get(client);
+    if (!made) {
+      made = new Set();
+      this.staged.set(client, made);
+    }
+    if (!made.has(name)) {
+      const cols = Array.from({ length: keyCount }, (_, i) => `k${i} text`).join(', ');
+      await client.query(`CREATE TEMPORARY TABLE IF NOT EXISTS ${name} (op "char" NOT NULL, ${cols}, row_json text) ON COMMIT DELETE ROWS`);
+    }
+    return name;
   }
 
   /** Record a run's completion once and reconcile it with what arrived. */

@@ -197,41 +197,119 @@ function schemaProblems(body: BatchBody): string[] {
   return problems;
 }
 
+type Checker = (value: WireValue) => string | null;
+
+const INT64_DIGITS = /^-?(0|[1-9]\d{0,18})$/;
+const DECIMAL = /^-?(\d+)(?:\.(\d+))?$/;
+const DATE = /^-?\d{4,}-\d{2}-\d{2}$/;
+
+/**
+ * A checker equivalent to `valueProblem(value, column)`, specialised once per column and batch: the hot cases
+ * (the agent's own well-formed values) take a few comparisons; anything unusual falls back to `valueProblem`
+ * for the reason.
+ */
+function checker(column: WireColumn): Checker {
+  const slow: Checker = (value) => valueProblem(value, column);
+  const nullable = column.nullable;
+  switch (column.type) {
+    case 'boolean':
+      return (value) => (typeof value === 'boolean' || (value === null && nullable) ? null : slow(value));
+    case 'int16':
+    case 'int32': {
+      const [min, max] = INT_RANGE[column.type];
+      return (value) => (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) || (value === null && nullable) ? null : slow(value);
+    }
+    case 'int64':
+      // Up to 18 digits cannot leave the int64 range; 19 digits go through the exact check.
+      return (value) =>
+        (typeof value === 'string' && value.length <= 19 && INT64_DIGITS.test(value) && (value.length < 19 || value.charCodeAt(0) === 45)) || (value === null && nullable)
+          ? null
+          : slow(value);
+    case 'decimal': {
+      const scale = column.scale ?? 0;
+      const intMax = column.precision === undefined ? Infinity : column.precision - scale;
+      return (value) => {
+        if (value === null && nullable) return null;
+        const m = typeof value === 'string' ? DECIMAL.exec(value) : null;
+        if (!m) return slow(value);
+        // Within the column's digits for sure, or the exact check (leading zeros, a bare 0) decides.
+        return (m[2]?.length ?? 0) > scale || m[1]!.length > intMax ? slow(value) : null;
+      };
+    }
+    case 'float32':
+    case 'float64':
+      return (value) => (typeof value === 'number' || (value === null && nullable) ? null : slow(value));
+    case 'string': {
+      const max = column.maxLength ?? Infinity;
+      return (value) => ((typeof value === 'string' && value.length <= max) || (value === null && nullable) ? null : slow(value));
+    }
+    case 'uuid':
+      return (value) => ((typeof value === 'string' && UUID.test(value)) || (value === null && nullable) ? null : slow(value));
+    case 'date':
+      return (value) => ((typeof value === 'string' && DATE.test(value)) || (value === null && nullable) ? null : slow(value));
+    case 'time':
+    case 'timestamp':
+    case 'timestamptz': {
+      const re = timePattern(column.type, column.precision);
+      return (value) => ((typeof value === 'string' && re.test(value)) || (value === null && nullable) ? null : slow(value));
+    }
+    default:
+      return slow;
+  }
+}
+
+/** JSON.parse leaves only null, booleans, numbers and strings as own values here (the JSON schema checked); anything else is inherited. */
+function present(value: unknown): boolean {
+  return value !== undefined && (value === null || typeof value !== 'object') && typeof value !== 'function';
+}
+
 /**
  * Check every change against the batch's schema: upsert rows carry exactly the columns, delete keys exactly
  * the key columns, values are valid encodings, and no key appears twice. Returns the first problems found.
+ * One pass, with checkers specialised per column; the reasons are those of `valueProblem`.
  */
 export function batchProblems(body: BatchBody, limit = 10): string[] {
   const problems = schemaProblems(body);
   if (problems.length > 0) return problems;
   const columns = new Map(body.schema.columns.map((c) => [c.name, c]));
   const keyColumns = body.schema.key.map((k) => columns.get(k)!);
-  // Per batch, not per value: key columns as validated (never NULL), and the names each op may carry.
-  const asChecked = new Map(body.schema.columns.map((c) => [c, keyColumns.includes(c) ? { ...c, nullable: false } : c]));
-  const rowNames = new Set(body.schema.columns.map((c) => c.name));
-  const keyNames = new Set(keyColumns.map((c) => c.name));
+  const keyNames = keyColumns.map((c) => c.name);
+  const rowNames = body.schema.columns.map((c) => c.name);
+  // Key columns are checked as NOT NULL whatever the schema says.
+  const rowChecks = body.schema.columns.map((c) => checker(keyColumns.includes(c) ? { ...c, nullable: false } : c));
+  const keyChecks = keyColumns.map((c) => checker({ ...c, nullable: false }));
+  const allowed = { row: new Set(rowNames), key: new Set(keyNames) };
+  const single = keyNames.length === 1 ? keyNames[0]! : undefined;
   const seen = new Set<string>();
-  body.changes.forEach((change, i) => {
-    if (problems.length >= limit) return;
-    const values = change.op === 'upsert' ? change.row : change.key;
-    const expected = change.op === 'upsert' ? body.schema.columns : keyColumns;
-    const names = change.op === 'upsert' ? rowNames : keyNames;
-    const where = `changes[${i}].${change.op === 'upsert' ? 'row' : 'key'}`;
-    for (const name of Object.keys(values)) {
-      if (!names.has(name)) problems.push(`${where}: unexpected column ${JSON.stringify(name)}`);
-    }
-    for (const column of expected) {
-      if (!(column.name in values)) {
-        problems.push(`${where}: missing column ${JSON.stringify(column.name)}`);
+  const changes = body.changes;
+  for (let i = 0; i < changes.length && problems.length < limit; i++) {
+    const change = changes[i]!;
+    const upsert = change.op === 'upsert';
+    const values: Record<string, WireValue> = upsert ? change.row : change.key;
+    const names = upsert ? rowNames : keyNames;
+    const checks = upsert ? rowChecks : keyChecks;
+    const where = `changes[${i}].${upsert ? 'row' : 'key'}`;
+    let own = 0;
+    for (const name in values) if (Object.hasOwn(values, name)) own++;
+    let found = 0;
+    for (let c = 0; c < names.length; c++) {
+      const name = names[c]!;
+      const value = values[name];
+      if (!present(value)) {
+        problems.push(`${where}: missing column ${JSON.stringify(name)}`);
         continue;
       }
-      const value = values[column.name] as WireValue;
-      const problem = valueProblem(value, asChecked.get(column)!);
-      if (problem) problems.push(`${where}.${column.name} ${problem}`);
+      found++;
+      const problem = checks[c]!(value as WireValue);
+      if (problem) problems.push(`${where}.${name} ${problem}`);
     }
-    const key = JSON.stringify(keyColumns.map((c) => values[c.name]));
-    if (seen.has(key)) problems.push(`${where}: key ${key} appears more than once in the batch`);
+    if (own !== found) {
+      const expected = upsert ? allowed.row : allowed.key;
+      for (const name of Object.keys(values)) if (!expected.has(name)) problems.push(`${where}: unexpected column ${JSON.stringify(name)}`);
+    }
+    const key = single !== undefined ? String(values[single]) : JSON.stringify(keyNames.map((n) => values[n]));
+    if (seen.has(key)) problems.push(`${where}: key ${single !== undefined ? JSON.stringify([values[single]]) : key} appears more than once in the batch`);
     seen.add(key);
-  });
+  }
   return problems.slice(0, limit);
 }
