@@ -41,8 +41,8 @@ export interface Sent<T> {
 export interface PushClient {
   readonly tenant: string;
   readonly baseUrl: string;
-  /** POST a batch body (already framed JSON) under its idempotency key. */
-  postBatch(dataset: string, idempotencyKey: string, body: string, options?: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<BatchAccepted>>;
+  /** POST a batch body (already framed JSON, as text or UTF-8 bytes) under its idempotency key. */
+  postBatch(dataset: string, idempotencyKey: string, body: string | Buffer, options?: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<BatchAccepted>>;
   postComplete(dataset: string, body: CompleteBody, options?: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<RunCompleted>>;
   close(): void;
 }
@@ -99,8 +99,8 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
   });
   const queue = new PQueue({ concurrency: push.maxInFlight });
 
-  async function post<T>(path: string, idempotencyKey: string, json: string, what: string, options: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<T>> {
-    const raw = Buffer.from(json, 'utf8');
+  async function post<T>(path: string, idempotencyKey: string, json: string | Buffer, what: string, options: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<T>> {
+    const raw = typeof json === 'string' ? Buffer.from(json, 'utf8') : json;
     const gzipped = raw.length > push.gzipAboveBytes;
     const body = gzipped ? await gzipAsync(raw) : raw;
     const headers: Record<string, string> = { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey };

@@ -6,7 +6,7 @@
  */
 import PQueue from 'p-queue';
 import { listBatches, countChanges, type RecordedBatch } from '../batching/batches.ts';
-import { readChanges } from '../batching/change-set.ts';
+import { readChangeBytes } from '../batching/change-set.ts';
 import type { SourceConfig, TenantConfig } from '../config/schema.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
 import { toCdcError } from '../errors/classify.ts';
@@ -51,6 +51,28 @@ export interface PushRunArgs {
   client?: PushClient;
 }
 
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']}');
+
+/**
+ * A batch body as bytes: exactly `frameBatch(header, entries)` in UTF-8, built from the entries' bytes
+ * without turning them into one JavaScript string (the body and its entries stay off the V8 heap).
+ */
+export function frameBatchBytes(header: Parameters<typeof frameBatch>[0], entries: readonly Buffer[]): Buffer {
+  const empty = frameBatch(header, []);
+  // frameBatch ends with `"changes":[]}`: everything before `]}` is the head.
+  const head = Buffer.from(empty.slice(0, -2), 'utf8');
+  const parts: Buffer[] = [head];
+  let length = head.length + CLOSE.length;
+  entries.forEach((entry, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(entry);
+    length += entry.length + (i > 0 ? 1 : 0);
+  });
+  parts.push(CLOSE);
+  return Buffer.concat(parts, length);
+}
+
 /** The two deterministic halves of a list: the first has the extra element when the length is odd. */
 export function halves<T>(items: readonly T[]): [T[], T[]] {
   const mid = Math.ceil(items.length / 2);
@@ -79,10 +101,10 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     let failure: unknown;
     const stopped = () => failure !== undefined || args.signal?.aborted === true;
 
-    const send = async (batch: RecordedBatch, entries: string[], part: string | undefined): Promise<number> => {
+    const send = async (batch: RecordedBatch, entries: Buffer[], part: string | undefined): Promise<number> => {
       if (stopped()) throw failure ?? args.signal?.reason;
       const key = idempotencyKey(runId, batch.batchNo, part);
-      const body = frameBatch({ runId, mode: args.mode, batch: batch.batchNo, ...(part !== undefined ? { part } : {}), schemaJson }, entries);
+      const body = frameBatchBytes({ runId, mode: args.mode, batch: batch.batchNo, ...(part !== undefined ? { part } : {}), schemaJson }, entries);
       try {
         const sent = await client.postBatch(source.id, key, body, { ...(args.signal ? { signal: args.signal } : {}), context });
         if (sent.body.status === 'duplicate') replays++;
@@ -104,8 +126,8 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     };
 
     const pushBatch = async (batch: RecordedBatch): Promise<void> => {
-      const entries: string[] = [];
-      for await (const change of readChanges(db, tables.changes, schema, { first: batch.firstSeq, last: batch.lastSeq })) entries.push(change.entry);
+      const entries: Buffer[] = [];
+      for await (const change of readChangeBytes(db, tables.changes, schema, { first: batch.firstSeq, last: batch.lastSeq })) entries.push(change.entry);
       if (entries.length !== batch.rows) {
         throw new PermanentError(
           `Batch ${batch.batchNo} of run ${runId} should hold ${batch.rows} changes but the change table has ${entries.length}; the change table was rewritten under a running push.`,

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { changeEncoder, keyIndexes, readChanges, readChangeSizes } from '../../src/batching/change-set.ts';
+import { changeEncoder, keyIndexes, readChangeBytes, readChanges, readChangeSizes } from '../../src/batching/change-set.ts';
 import type { Cell, ColumnSpec } from '../../src/dialect/types.ts';
-import { encodeChange } from '../../src/push/contract.ts';
+import { encodeChange, frameBatch } from '../../src/push/contract.ts';
+import { frameBatchBytes } from '../../src/push/push.ts';
 import type { SourceSchema } from '../../src/snapshot/schema.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
@@ -117,5 +118,21 @@ describeEachDialect('change entries rendered in SQL equal the Node encoding', (d
     const sizes: number[] = [];
     for await (const s of readChangeSizes(t.db, changes, SCHEMA)) sizes.push(s.bytes);
     expect(sizes).toEqual(all.map((e) => Buffer.byteLength(e, 'utf8')));
+  });
+
+  it('readChangeBytes yields the same entries as UTF-8 bytes (both encoders, a range too), and frameBatchBytes frames them exactly as frameBatch', async () => {
+    const all = expected();
+    for (const encoder of ['node', await changeEncoder(t.db)] as const) {
+      const bytes: Array<{ seq: bigint; op: string; entry: Buffer }> = [];
+      for await (const c of readChangeBytes(t.db, changes, SCHEMA, undefined, encoder)) bytes.push(c);
+      expect(bytes.map((c) => c.entry)).toEqual(all.map((e) => Buffer.from(e, 'utf8')));
+      const ranged: Buffer[] = [];
+      for await (const c of readChangeBytes(t.db, changes, SCHEMA, { first: 3n, last: 7n }, encoder)) ranged.push(c.entry);
+      expect(ranged).toEqual(all.slice(2, 7).map((e) => Buffer.from(e, 'utf8')));
+      const header = { runId: 'r1', mode: 'initial' as const, batch: 3, part: '1.2', schemaJson: '{"version":"x"}' };
+      expect(frameBatchBytes(header, bytes.map((c) => c.entry))).toEqual(Buffer.from(frameBatch(header, all), 'utf8'));
+      expect(frameBatchBytes(header, ranged.slice(0, 1))).toEqual(Buffer.from(frameBatch(header, all.slice(2, 3)), 'utf8'));
+      expect(frameBatchBytes({ ...header, part: undefined }, [])).toEqual(Buffer.from(frameBatch({ runId: 'r1', mode: 'initial', batch: 3, schemaJson: '{"version":"x"}' }, []), 'utf8'));
+    }
   });
 });
