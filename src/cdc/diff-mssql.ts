@@ -23,6 +23,9 @@ function columnEqual(db: Db, c: ColumnSpec): string {
 }
 
 export const mssqlDiff: DiffSql = {
+  // SQL Server sizes each query's memory grant itself (no per-session work_mem).
+  settings: [],
+
   badKey(db: Db, t: DiffTables, schema: SourceSchema): string {
     const keys = schema.key.map((k) => db.quote(k));
     const cols = keys.map((k, i) => `${k} AS k${i}`).join(', ');

@@ -24,6 +24,12 @@ export interface DiffSql {
   allUpserts(db: Db, t: DiffTables, schema: SourceSchema): string;
   /** Snapshot vs staging (and held keys) by key, exactly. */
   changes(db: Db, t: DiffTables, schema: SourceSchema): string;
+  /**
+   * Statements run in the diff's transaction after the key check, scoped to it (memory for the join's hash
+   * table and the numbering sort, so that 1M-row tables do not spill to disk); none where the server sizes its
+   * own memory grants.
+   */
+  settings: readonly string[];
 }
 
 /** Shared skeleton: `row_number` over the key order of a derived table with columns op, c0..cN. */

@@ -39,25 +39,32 @@ export async function computeDiff(args: { controlDb: Db; tenant: string; source:
   // Nothing from an earlier run may be pushed once this diff has started.
   await db.execute(`TRUNCATE TABLE ${db.table(names.changes)}`);
 
-  const [bad] = await db.query<Row>(sql.badKey(db, tables, schema));
-  if (bad) {
-    const sample = schema.key.map((k, i) => `${k}=${showValue(bad[`k${i}`])}`).join(', ');
-    const isNull = schema.key.some((_k, i) => bad[`k${i}`] === null || bad[`k${i}`] === undefined);
-    throw new PermanentError(
-      `${where(tenant, source)}: the source has ${isNull ? 'a NULL key' : `a duplicate key (${String(bad.n)} rows)`}, e.g. ${sample}. ` +
-        `Every row needs a unique, non-NULL key (${schema.key.join(', ')}); fix the source data or configure another key. Nothing was pushed.`,
-      { context: { tenant, source: source.id } },
-    );
-  }
+  // One transaction, so that the dialect's settings (PostgreSQL: work_mem) apply to the change table's fill
+  // and to nothing else on the pooled connection. They come after the key check: its hash aggregate was
+  // measured slower in memory (1M groups) than spilled at the default work_mem (1.8 s vs 0.6–1.2 s).
+  const initial = await db.transaction(async (tx) => {
+    const [bad] = await tx.query<Row>(sql.badKey(db, tables, schema));
+    if (bad) {
+      const sample = schema.key.map((k, i) => `${k}=${showValue(bad[`k${i}`])}`).join(', ');
+      const isNull = schema.key.some((_k, i) => bad[`k${i}`] === null || bad[`k${i}`] === undefined);
+      throw new PermanentError(
+        `${where(tenant, source)}: the source has ${isNull ? 'a NULL key' : `a duplicate key (${String(bad.n)} rows)`}, e.g. ${sample}. ` +
+          `Every row needs a unique, non-NULL key (${schema.key.join(', ')}); fix the source data or configure another key. Nothing was pushed.`,
+        { context: { tenant, source: source.id } },
+      );
+    }
 
-  const stagingEmpty = (await db.query(sql.anyRow(db, names.staging))).length === 0;
-  const heldEmpty = tables.held === null || (await db.query(sql.anyRow(db, tables.held))).length === 0;
-  if (stagingEmpty && heldEmpty) {
-    // Initial sync: every row is an upsert; no join is paid for.
-    const upserts = await db.execute(sql.allUpserts(db, tables, schema));
-    return { upserts, deletes: 0 };
-  }
-  await db.execute(sql.changes(db, tables, schema));
+    for (const statement of sql.settings) await tx.execute(statement);
+    const stagingEmpty = (await tx.query(sql.anyRow(db, names.staging))).length === 0;
+    const heldEmpty = tables.held === null || (await tx.query(sql.anyRow(db, tables.held))).length === 0;
+    if (stagingEmpty && heldEmpty) {
+      // Initial sync: every row is an upsert; no join is paid for.
+      return { upserts: await tx.execute(sql.allUpserts(db, tables, schema)) };
+    }
+    await tx.execute(sql.changes(db, tables, schema));
+    return null;
+  });
+  if (initial) return { upserts: initial.upserts, deletes: 0 };
   const counts = await db.query<{ op: string; n: number | string | bigint }>(
     `SELECT ${db.quote('op')} AS op, count(*) AS n FROM ${db.table(names.changes)} GROUP BY ${db.quote('op')}`,
   );
