@@ -11,6 +11,7 @@ import { connect } from '../dialect/connect.ts';
 import type { Db } from '../dialect/types.ts';
 import { idempotencyKey, type BatchBody, type CompleteBody } from '../push/contract.ts';
 import { FaultInjector, type FaultOptions } from './faults.ts';
+import { rowSlices } from './slice.ts';
 import { ReceiverConflict, ReceiverStore } from './store.ts';
 import { batchBodySchema, batchProblems, completeBodySchema, pathParamsSchema } from './validate.ts';
 
@@ -61,7 +62,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   const db = typeof options.db === 'string' ? await connect({ dialect: 'postgres', url: options.db, poolMax: 10 }) : options.db;
   const store = new ReceiverStore(db);
   await store.init();
-  /** Decoded request bytes, kept until the handler hashes them. */
+  /** Decoded request bytes, kept for the handler (body hash, row texts). */
   const bodyHashes = new WeakMap<FastifyRequest, Buffer>();
   const faults = new FaultInjector(options.faults ?? {}, options.seed ?? 1);
   const app = Fastify({
@@ -161,7 +162,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
       const sha = createHash('sha256')
         .update(raw ?? JSON.stringify(body))
         .digest('hex');
-      const apply = () => store.applyBatch(tenant, dataset, expectedKey, body, sha);
+      const slices = raw ? rowSlices(raw, body.changes.map((c) => c.op), body.schema.columns.length) : undefined;
+      const apply = () => store.applyBatch(tenant, dataset, expectedKey, body, sha, raw && slices ? { raw, slices } : undefined);
       if (await injectFault(reply, apply)) return reply;
       if (faults.rejects(body.batch)) {
         return reply.code(422).send({ error: 'rejected', message: `batch ${body.batch} rejected: the receiver refuses this data (fault injection)` });

@@ -11,6 +11,7 @@ import copyStreams from 'pg-copy-streams';
 import { PostgresDb } from '../dialect/postgres.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
 import { toCdcError } from '../errors/classify.ts';
+import type { RowSlices } from './slice.ts';
 import type { BatchBody, CompleteBody, PushMode, WireColumn, WireValue } from '../push/contract.ts';
 
 export class ReceiverConflict extends Error {
@@ -92,23 +93,68 @@ function copyText(value: WireValue | string | undefined): string {
   return /[\\\t\n\r]/.test(text) ? text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')) : text;
 }
 
+/** Fills buffers of about `size` bytes with COPY text; `take()` hands over what was written. */
+class CopyChunks {
+  private buf: Buffer;
+  private len = 0;
+  private readonly size: number;
+  constructor(size: number) {
+    this.size = size;
+    this.buf = Buffer.allocUnsafe(size);
+  }
+  get length(): number {
+    return this.len;
+  }
+  private room(bytes: number): void {
+    if (this.len + bytes <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + bytes));
+    this.buf.copy(bigger, 0, 0, this.len);
+    this.buf = bigger;
+  }
+  text(s: string): void {
+    this.room(s.length * 3);
+    this.len += this.buf.write(s, this.len, 'utf8');
+  }
+  bytes(src: Buffer, start: number, end: number): void {
+    this.room(end - start);
+    this.len += src.copy(this.buf, this.len, start, end);
+  }
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.len);
+    this.buf = Buffer.allocUnsafe(this.size);
+    this.len = 0;
+    return out;
+  }
+}
+
+/** Where the stored row texts come from: slices of the raw body where they are byte-identical to `JSON.stringify` of the parsed row, else serialised again. */
+export interface RowSource {
+  raw: Buffer;
+  slices: RowSlices;
+}
+
 /** The batch as COPY text lines (op, key texts, row text), in chunks of a few hundred kilobytes. */
-function* copyLines(body: BatchBody, keys: readonly WireColumn[], rowJson?: readonly (string | null)[]): Generator<string> {
-  let chunk = '';
+function* copyLines(body: BatchBody, keys: readonly WireColumn[], rows?: RowSource): Generator<Buffer> {
+  const chunks = new CopyChunks(512 * 1024);
   const changes = body.changes;
   for (let i = 0; i < changes.length; i++) {
     const change = changes[i]!;
     const values = change.op === 'upsert' ? change.row : change.key;
     let line = change.op === 'upsert' ? 'U' : 'D';
     for (const k of keys) line += `\t${copyText(values[k.name])}`;
-    line += change.op === 'upsert' ? `\t${copyText(rowJson?.[i] ?? JSON.stringify(change.row))}\n` : '\t\\N\n';
-    chunk += line;
-    if (chunk.length >= 256 * 1024) {
-      yield chunk;
-      chunk = '';
+    if (change.op === 'delete') {
+      chunks.text(`${line}\t\\N\n`);
+    } else if (rows && rows.slices.verbatim[i] === 1) {
+      // Verbatim rows hold no backslash and, being compact JSON, no tab or line break: nothing to escape.
+      chunks.text(`${line}\t`);
+      chunks.bytes(rows.raw, rows.slices.start[i]!, rows.slices.end[i]!);
+      chunks.text('\n');
+    } else {
+      chunks.text(`${line}\t${copyText(JSON.stringify(change.row))}\n`);
     }
+    if (chunks.length >= 256 * 1024) yield chunks.take();
   }
-  if (chunk) yield chunk;
+  if (chunks.length > 0) yield chunks.take();
 }
 
 function datasetTable(tenant: string, dataset: string, keys: readonly WireColumn[]): string {
@@ -176,8 +222,8 @@ export class ReceiverStore {
    *
    * One transaction on one connection: the ledger row first (the database decides dedupe, whatever the
    * concurrency), then the batch is COPYed into a per-connection temporary staging table and applied with one
-   * `DELETE … USING` and one `INSERT … ON CONFLICT` from it. `rowJson[i]` is change i's stored row text (upserts;
-   * the caller serialises it once), so no row is turned into parameters.
+   * `DELETE … USING` and one `INSERT … ON CONFLICT` from it. With `rows`, each stored row text is the bytes the client sent (sliced
+   * from the decoded body, see slice.ts); without, the parsed row serialised again.
    */
   async applyBatch(
     tenant: string,
@@ -185,7 +231,7 @@ export class ReceiverStore {
     key: string,
     body: BatchBody,
     bodySha256: string,
-    rowJson?: readonly (string | null)[],
+    rows?: RowSource,
   ): Promise<{ status: 'applied' | 'duplicate'; upserts: number; deletes: number }> {
     const columns = new Map(body.schema.columns.map((c) => [c.name, c]));
     const keys = body.schema.key.map((k) => columns.get(k)!);
@@ -214,7 +260,7 @@ export class ReceiverStore {
         return { status: 'duplicate' as const, upserts: 0, deletes: 0 };
       }
       const stage = await this.stageTable(client, table, keys.length);
-      await pipeline(Readable.from(copyLines(body, keys, rowJson)), client.query(copyStreams.from(`COPY ${stage} FROM STDIN`)));
+      await pipeline(Readable.from(copyLines(body, keys, rows)), client.query(copyStreams.from(`COPY ${stage} FROM STDIN`)));
       const t = this.db.quote(table);
       if (deletes > 0) {
         const match = keys.map((k, i) => `t.k${i} = ${fromText(k, `s.k${i}`)}`).join(' AND ');

@@ -85,6 +85,17 @@ describe('reference receiver bulk apply', () => {
     expect(await stats('tricky')).toMatchObject({ rowsHeld: 3, batchesApplied: 2 });
   });
 
+  it('stores rows as JSON.stringify spells them, also from pretty-printed bodies and unusual number spellings', async () => {
+    const schemaJson = JSON.stringify(wireSchema(BINARY));
+    const pretty = JSON.stringify({ runId: 'run-p', mode: 'initial', batch: 1, schema: JSON.parse(schemaJson), changes: [{ op: 'upsert', row: { h: 'AQ==', v: 2.5 } }] }, null, 2);
+    const spelt = frameBatch({ runId: 'run-p', mode: 'initial', batch: 2, schemaJson }, ['{"op":"upsert","row":{"h":"Ag==","v":1.50}}', '{"op":"upsert","row":{"h":"Aw==","v":-0}}', '{"op":"upsert","row":{"h":"BA==","v":1E2}}']);
+    for (const [batch, text] of [[1, pretty], [2, spelt]] as const) {
+      const response = await fetch(`${rx.url}/tenants/acme/datasets/spelling/batches`, { method: 'POST', body: text, headers: { ...AUTH, 'idempotency-key': `run-p.${batch}` } });
+      expect(response.status).toBe(201);
+    }
+    expect(await rows('spelling')).toEqual(['{"h":"AQ==","v":2.5}', '{"h":"Ag==","v":1.5}', '{"h":"Aw==","v":0}', '{"h":"BA==","v":100}']);
+  });
+
   it('keys binary columns by their bytes', async () => {
     const keys = [Buffer.from([0xff]), Buffer.from([0x00, 0x01]), Buffer.from([0x00]), Buffer.from('\t\\\n')];
     const response = await send('blobs', BINARY, 'run-b', 1, keys.map((k, i) => upsert({ h: k.toString('base64'), v: i + 0.5 })));
