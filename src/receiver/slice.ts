@@ -105,7 +105,7 @@ function scanFlatObject(raw: Buffer, at: number, out: Scan): void {
  */
 export function rowSlices(raw: Buffer, ops: readonly ('upsert' | 'delete')[], columns: number): RowSlices | undefined {
   const first = raw.indexOf(CHANGES);
-  if (first < 0 || raw.indexOf(CHANGES, first + 1) >= 0) return undefined;
+  if (first < 0) return undefined;
   const count = ops.length;
   const slices: RowSlices = { start: new Int32Array(count), end: new Int32Array(count), verbatim: new Uint8Array(count) };
   const scan: Scan = { end: -1, members: 0, verbatim: false };
@@ -127,5 +127,8 @@ export function rowSlices(raw: Buffer, ops: readonly ('upsert' | 'delete')[], co
     if (i < count - 1 ? next !== COMMA : next !== CLOSE_ARRAY) return undefined;
     at = after + 2;
   }
+  // A second "changes" (JSON.parse keeps the last) can only follow the array: none comes before `first`, and
+  // inside the array the pattern would have broken the framing.
+  if (raw.indexOf(CHANGES, at) >= 0) return undefined;
   return slices;
 }

@@ -50,6 +50,8 @@ describe('reference receiver', () => {
     ['a timestamp missing fractional digits', body(1, [row(1, 'a', '2024-01-01T00:00:00.123')]), { 'idempotency-key': 'run-1.1' }, /exactly 7 fractional digits/],
     ['an unknown column', body(1, [JSON.stringify({ op: 'upsert', row: { id: '1', label: null, at: null, extra: 1 } })]), { 'idempotency-key': 'run-1.1' }, /unexpected column "extra"/],
     ['a key twice in one batch', body(1, [row(1), JSON.stringify({ op: 'delete', key: { id: '1' } })]), { 'idempotency-key': 'run-1.1' }, /appears more than once/],
+    ['a prototype-poisoning property', body(1, [row(1)]).replace('"mode"', '"__proto__":{"x":1},"mode"'), { 'idempotency-key': 'run-1.1' }, /not valid JSON/],
+    ['a prototype-poisoning property spelt with escapes', body(1, [row(1)]).replace('"mode"', '"\\u005f_proto__":{"x":1},"mode"'), { 'idempotency-key': 'run-1.1' }, /not valid JSON/],
     ['an unknown property', body(1, [row(1)]).replace('"mode"', '"extra":1,"mode"'), { 'idempotency-key': 'run-1.1' }, /additional properties/],
   ])('answers 400 with the reason for %s', async (_what, payload, headers, reason) => {
     const response = await post(batches, payload, headers as Record<string, string>);

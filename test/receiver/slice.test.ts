@@ -54,6 +54,7 @@ describe('rowSlices', () => {
     expect(stored(compact(rows).replace('{"op":"upsert","row":{"id":"2"}}', '{"row":{"id":"2"},"op":"upsert"}'), 1)).toBeUndefined();
     // A repeated top-level "changes": JSON.parse keeps the last one, so no slicing.
     expect(stored(compact(rows).replace('"changes":[', '"changes":[],"changes":['), 1)).toBeUndefined();
+    expect(stored(compact(rows, ',"changes":[{"op":"upsert","row":{"id":"3"}},{"op":"upsert","row":{"id":"4"}}]'), 1)).toBeUndefined();
     expect(stored(compact(rows, ',"schema":{}'), 1)).toEqual(['{"id":"1"}', '{"id":"2"}']);
   });
 });
