@@ -63,7 +63,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   const store = new ReceiverStore(db);
   await store.init();
   /** Decoded request bytes, kept for the handler (body hash, row texts). */
-  const bodyHashes = new WeakMap<FastifyRequest, Buffer>();
+  const rawBodies = new WeakMap<FastifyRequest, Buffer>();
   const faults = new FaultInjector(options.faults ?? {}, options.seed ?? 1);
   const app = Fastify({
     logger: false,
@@ -100,7 +100,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
     const bytes = raw as Buffer;
-    bodyHashes.set(request, bytes);
+    rawBodies.set(request, bytes);
     const text = bytes.toString('utf8');
     // The secure parser scans the whole text with two regular expressions; a body that cannot spell either
     // name (not even with \u escapes) needs no scan.
@@ -172,7 +172,7 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
       }
       const problems = batchProblems(body);
       if (problems.length > 0) return reply.code(400).send({ error: 'bad_request', message: problems.join('; '), problems });
-      const raw = bodyHashes.get(request);
+      const raw = rawBodies.get(request);
       const sha = createHash('sha256')
         .update(raw ?? JSON.stringify(body))
         .digest('hex');
