@@ -1,26 +1,10 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Cell, ColumnSpec, Db } from '../../src/dialect/types.ts';
 import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
+import { EVERY_TYPE_COLUMNS } from '../support/every-type.ts';
 
 /** One column of every supported portable type, in both dialects. */
-const COLUMNS: ColumnSpec[] = [
-  { name: 'id', type: { kind: 'int32' }, nullable: false },
-  { name: 'flag', type: { kind: 'boolean' }, nullable: true },
-  { name: 'small', type: { kind: 'int16' }, nullable: true },
-  { name: 'big', type: { kind: 'int64' }, nullable: true },
-  { name: 'amount', type: { kind: 'decimal', precision: 38, scale: 10 }, nullable: true },
-  { name: 'ratio', type: { kind: 'float64' }, nullable: true },
-  { name: 'ratio32', type: { kind: 'float32' }, nullable: true },
-  { name: 'label', type: { kind: 'string', maxLength: 200 }, nullable: true },
-  { name: 'body', type: { kind: 'string', maxLength: null }, nullable: true },
-  { name: 'blob', type: { kind: 'binary', maxLength: null }, nullable: true },
-  { name: 'guid', type: { kind: 'uuid' }, nullable: true },
-  { name: 'day', type: { kind: 'date' }, nullable: true },
-  { name: 'at', type: { kind: 'timestamp', precision: 6 }, nullable: true },
-  { name: 'at7', type: { kind: 'timestamp', precision: 7 }, nullable: true },
-  { name: 'clock', type: { kind: 'time', precision: 6 }, nullable: true },
-  { name: 'stamped', type: { kind: 'timestamptz', precision: 6 }, nullable: true },
-];
+const COLUMNS: ColumnSpec[] = [...EVERY_TYPE_COLUMNS];
 
 const BIG_BINARY = Buffer.alloc(300_000, 0xab);
 BIG_BINARY[0] = 0;
