@@ -31,44 +31,13 @@ import { createPushClient } from '../src/push/client.ts';
 import { frameBatch, wireSchema } from '../src/push/contract.ts';
 import { createJobQueue, type JobQueue } from '../src/queue-table/queue.ts';
 import { introspectSource } from '../src/snapshot/introspect.ts';
-import { benchDatabase, report } from './support.ts';
+import { benchDatabase, report, BARE_SERVER, option, startChild } from './support.ts';
 
 const TENANT = 'bench';
 const TOKEN = 'bench-token';
 const MAX_ROWS = 5_000;
 const MAX_BYTES = 4 * 1024 * 1024;
 
-const BARE_SERVER = `
-const http = require('node:http'); const zlib = require('node:zlib');
-const server = http.createServer((req, res) => {
-  const chunks = []; const input = req.headers['content-encoding'] === 'gzip' ? req.pipe(zlib.createGunzip()) : req;
-  input.on('data', (c) => chunks.push(c));
-  input.on('end', () => { const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: 'applied', upserts: Array.isArray(body.changes) ? body.changes.length : 0, deletes: 0 })); });
-});
-server.keepAliveTimeout = 60000;
-server.listen(0, '127.0.0.1', () => console.log('listening on http://127.0.0.1:' + server.address().port));
-`;
-
-function option(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] ? Number(args[i + 1]) : fallback;
-}
-
-async function startChild(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  let text = '';
-  for await (const chunk of child.stdout!) {
-    text += String(chunk);
-    const m = /listening on (http:\/\/[^\s]+)/.exec(text);
-    if (m) {
-      child.stdout!.resume();
-      return { child, url: m[1]! };
-    }
-  }
-  throw new Error(`child exited before listening: ${text}`);
-}
 
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;

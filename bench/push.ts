@@ -7,7 +7,7 @@
  *      (reading the change table, encoding, gzip, HTTP, the fenced ack + staging apply);
  *   3. the same payloads posted back to back to the bare server: the raw loopback limit.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { cutBatches, listBatches } from '../src/batching/batches.ts';
@@ -21,7 +21,7 @@ import { frameBatch, wireSchema } from '../src/push/contract.ts';
 import { pushRun } from '../src/push/push.ts';
 import type { SourceSchema } from '../src/snapshot/schema.ts';
 import { sourceTables } from '../src/snapshot/source-tables.ts';
-import { benchDatabase, report, rssSampler } from './support.ts';
+import { benchDatabase, report, rssSampler, BARE_SERVER, option, startChild } from './support.ts';
 
 const SCHEMA: SourceSchema = {
   columns: [
@@ -39,34 +39,6 @@ const SCHEMA: SourceSchema = {
   key: ['id'],
 };
 
-const BARE_SERVER = `
-const http = require('node:http'); const zlib = require('node:zlib');
-const server = http.createServer((req, res) => {
-  const chunks = []; const input = req.headers['content-encoding'] === 'gzip' ? req.pipe(zlib.createGunzip()) : req;
-  input.on('data', (c) => chunks.push(c));
-  input.on('end', () => { const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: 'applied', upserts: Array.isArray(body.changes) ? body.changes.length : 0, deletes: 0 })); });
-});
-server.keepAliveTimeout = 60000;
-server.listen(0, '127.0.0.1', () => console.log('listening on http://127.0.0.1:' + server.address().port));
-`;
-
-function option(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] ? Number(args[i + 1]) : fallback;
-}
-
-async function startChild(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  let text = '';
-  for await (const chunk of child.stdout!) {
-    text += String(chunk);
-    const m = /listening on (http:\/\/[^\s]+)/.exec(text);
-    if (m) return { child, url: m[1]! };
-  }
-  throw new Error(`child exited before listening: ${text}`);
-}
 
 async function stop(child: ChildProcess): Promise<void> {
   child.kill('SIGTERM');

@@ -3,6 +3,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
 import pg from 'pg';
 
 export interface BenchServer {
@@ -67,4 +68,39 @@ export function rssSampler(): { stop(): number } {
       return Math.round((Math.max(peak, process.memoryUsage().rss) / 1024 / 1024) * 10) / 10;
     },
   };
+}
+
+/** A bare Node HTTP server that gunzips and parses each body: the loopback limit the agent is compared with. */
+export const BARE_SERVER = `
+const http = require('node:http'); const zlib = require('node:zlib');
+const server = http.createServer((req, res) => {
+  const chunks = []; const input = req.headers['content-encoding'] === 'gzip' ? req.pipe(zlib.createGunzip()) : req;
+  input.on('data', (c) => chunks.push(c));
+  input.on('end', () => { const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ status: 'applied', upserts: Array.isArray(body.changes) ? body.changes.length : 0, deletes: 0 })); });
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, '127.0.0.1', () => console.log('listening on http://127.0.0.1:' + server.address().port));
+`;
+
+/** A numeric `--name value` option. */
+export function option(args: string[], name: string, fallback: number): number {
+  const i = args.indexOf(name);
+  return i >= 0 && args[i + 1] ? Number(args[i + 1]) : fallback;
+}
+
+/** Start a child Node process and wait for its `listening on URL` line. */
+export async function startChild(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let text = '';
+  for await (const chunk of child.stdout!) {
+    text += String(chunk);
+    const m = /listening on (http:\/\/[^\s]+)/.exec(text);
+    if (m) {
+      child.stdout!.resume();
+      return { child, url: m[1]! };
+    }
+  }
+  throw new Error(`child exited before listening: ${text}`);
 }
