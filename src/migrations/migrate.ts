@@ -28,7 +28,21 @@ const LOCK_NAME = 'cdc-sync-agent:migrate';
 /** Arbitrary but fixed key for pg_advisory_xact_lock: the first 8 bytes of the lock name. */
 const PG_LOCK_KEY = 0x6364632d73796e63n;
 
-export async function loadMigrations(dialect: DialectName, dir = MIGRATIONS_DIR): Promise<Migration[]> {
+/** The files ship with the build and never change while it runs: read once per dialect (readiness asks often). */
+const loaded = new Map<string, Promise<Migration[]>>();
+
+export function loadMigrations(dialect: DialectName, dir = MIGRATIONS_DIR): Promise<Migration[]> {
+  const key = `${dir}\u0000${dialect}`;
+  let migrations = loaded.get(key);
+  if (!migrations) {
+    migrations = readMigrations(dialect, dir);
+    migrations.catch(() => loaded.delete(key));
+    loaded.set(key, migrations);
+  }
+  return migrations;
+}
+
+async function readMigrations(dialect: DialectName, dir: string): Promise<Migration[]> {
   const folder = `${dir}${dialect}`;
   const files = (await readdir(folder)).filter((f) => /^\d{6}_[a-z0-9_]+\.sql$/.test(f)).sort();
   const migrations: Migration[] = [];
