@@ -191,6 +191,11 @@ function parseJson(value: unknown): Record<string, unknown> | null {
   return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : null;
 }
 
+/** The columns every job projection starts with: which job, of which source, of which kind. */
+function jobIdentity(r: Row): { id: string; tenant: string; source: string; kind: JobKind } {
+  return { id: String(r.id), tenant: String(r.tenant_id), source: String(r.source_id), kind: r.kind as JobKind };
+}
+
 function toDate(msValue: unknown): Date | null {
   return msValue === null || msValue === undefined ? null : new Date(Math.round(Number(msValue)));
 }
@@ -255,11 +260,8 @@ class TableJobQueue implements JobQueue {
     await this.db.execute(this.sql.reapExpired);
     const rows = await this.db.query<JobRowSql & Row>(this.sql.claim, [max, workerId, leaseMs]);
     return rows.map((r) => ({
-      id: String(r.id),
+      ...jobIdentity(r),
       leaseToken: r.lease_token,
-      tenant: r.tenant_id,
-      source: r.source_id,
-      kind: r.kind as JobKind,
       priority: Number(r.priority),
       attempts: Number(r.attempts),
       maxAttempts: Number(r.max_attempts),
@@ -340,10 +342,7 @@ class TableJobQueue implements JobQueue {
       const rows = await this.db.query(this.sql.jobsByIds(chunk.map((_, n) => this.db.param(n + 1))), chunk);
       for (const r of rows) {
         views.push({
-          id: String(r.id),
-          tenant: String(r.tenant_id),
-          source: String(r.source_id),
-          kind: r.kind as JobKind,
+          ...jobIdentity(r),
           status: r.status as JobStatus,
           priority: Number(r.priority),
           attempts: Number(r.attempts),
@@ -388,10 +387,7 @@ class TableJobQueue implements JobQueue {
       oldestQueuedSeconds: oldestMs === null ? null : Math.round(oldestMs / 1000),
       queuedBySource: bySourceRows.map((r) => ({ tenant: String(r.tenant_id), source: String(r.source_id), count: Number(r.n) })),
       running: runningRows.map((r) => ({
-        id: String(r.id),
-        tenant: String(r.tenant_id),
-        source: String(r.source_id),
-        kind: r.kind as JobKind,
+        ...jobIdentity(r),
         attempts: Number(r.attempts),
         owner: text(r.lease_owner),
         phase: text(r.phase),
@@ -400,19 +396,13 @@ class TableJobQueue implements JobQueue {
         startedAt: toDate(r.started_ms),
       })),
       dead: deadRows.map((r) => ({
-        id: String(r.id),
-        tenant: String(r.tenant_id),
-        source: String(r.source_id),
-        kind: r.kind as JobKind,
+        ...jobIdentity(r),
         attempts: Number(r.attempts),
         lastError: text(r.last_error),
         finishedAt: toDate(r.finished_ms),
       })),
       latest: latestRows.map((r) => ({
-        id: String(r.id),
-        tenant: String(r.tenant_id),
-        source: String(r.source_id),
-        kind: r.kind as JobKind,
+        ...jobIdentity(r),
         status: r.status as JobStatus,
         phase: text(r.phase),
         attempts: Number(r.attempts),

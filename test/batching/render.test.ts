@@ -7,28 +7,17 @@ import type { SourceSchema } from '../../src/snapshot/schema.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
 import { createSourceTables, fillChanges, setUpControl } from '../push/support.ts';
+import { EVERY_TYPE_COLUMNS } from '../support/every-type.ts';
 
-/** The every-type fixture of test/cdc/diff.test.ts, plus floats that PostgreSQL and JavaScript spell differently. */
+/** The shared every-type fixture plus more fractional-second precisions (floats PostgreSQL and JavaScript spell differently are in the rows). */
+const shared = (name: string): ColumnSpec => EVERY_TYPE_COLUMNS.find((c) => c.name === name)!;
 const COLUMNS: ColumnSpec[] = [
-  { name: 'id', type: { kind: 'int32' }, nullable: false },
-  { name: 'flag', type: { kind: 'boolean' }, nullable: true },
-  { name: 'small', type: { kind: 'int16' }, nullable: true },
-  { name: 'big', type: { kind: 'int64' }, nullable: true },
-  { name: 'amount', type: { kind: 'decimal', precision: 38, scale: 10 }, nullable: true },
-  { name: 'ratio', type: { kind: 'float64' }, nullable: true },
-  { name: 'ratio32', type: { kind: 'float32' }, nullable: true },
-  { name: 'label', type: { kind: 'string', maxLength: 200 }, nullable: true },
-  { name: 'body', type: { kind: 'string', maxLength: null }, nullable: true },
-  { name: 'blob', type: { kind: 'binary', maxLength: null }, nullable: true },
-  { name: 'guid', type: { kind: 'uuid' }, nullable: true },
-  { name: 'day', type: { kind: 'date' }, nullable: true },
-  { name: 'at', type: { kind: 'timestamp', precision: 6 }, nullable: true },
-  { name: 'at7', type: { kind: 'timestamp', precision: 7 }, nullable: true },
+  ...EVERY_TYPE_COLUMNS.slice(0, EVERY_TYPE_COLUMNS.indexOf(shared('at7')) + 1),
   { name: 'at0', type: { kind: 'timestamp', precision: 0 }, nullable: true },
   { name: 'at3', type: { kind: 'timestamp', precision: 3 }, nullable: true },
-  { name: 'clock', type: { kind: 'time', precision: 6 }, nullable: true },
+  shared('clock'),
   { name: 'clock2', type: { kind: 'time', precision: 2 }, nullable: true },
-  { name: 'stamped', type: { kind: 'timestamptz', precision: 6 }, nullable: true },
+  shared('stamped'),
   { name: 'stamped3', type: { kind: 'timestamptz', precision: 3 }, nullable: true },
 ];
 const SCHEMA: SourceSchema = { columns: COLUMNS, key: ['id'] };
