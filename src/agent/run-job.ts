@@ -9,7 +9,7 @@ import type { CompiledConfig } from '../config/load.ts';
 import type { SourceConfig, TenantConfig } from '../config/schema.ts';
 import type { Db } from '../dialect/types.ts';
 import { PermanentError } from '../errors/errors.ts';
-import { cutBatches } from '../batching/batches.ts';
+import { countChanges, cutBatches } from '../batching/batches.ts';
 import { computeDiff } from '../cdc/diff.ts';
 import { pushRun } from '../push/push.ts';
 import type { ClaimedJob, JobQueue } from '../queue-table/queue.ts';
@@ -111,19 +111,34 @@ function progressWriter(ctx: JobContext, runId: string, base: () => RunStats): (
   };
 }
 
+/** Whether the change table still holds the run's changes (counted by the diff into the job's stats). */
+async function changesIntact(db: Db, tenant: string, source: string, stats: RunStats | null): Promise<boolean> {
+  if (!stats || stats.upserts === undefined || stats.deletes === undefined) return true;
+  const held = await countChanges(db, tenant, source);
+  return held.upserts === stats.upserts && held.deletes === stats.deletes;
+}
+
 export async function runJob(ctx: JobContext): Promise<RunStats> {
   const { job, queue, config, controlDb, log, signal } = ctx;
   const { tenant, source } = findSource(config, job.tenant, job.source);
   const ledger = new RunLedger(controlDb);
 
-  const resumable = job.runId !== null && (job.phase === 'push' || job.phase === 'batch' || job.phase === 'done');
+  let resumable = job.runId !== null && (job.phase === 'push' || job.phase === 'batch' || job.phase === 'done');
+  let abandonReason = 'taken over before its changes were batched; a fresh run replaces it';
+  if (resumable && job.phase !== 'done' && !(await changesIntact(controlDb, tenant.id, source.id, job.stats as RunStats | null))) {
+    // The change table is scratch (UNLOGGED on PostgreSQL): a restart of the control database empties it. Staging
+    // still holds exactly what the receiver acknowledged (I1), so a fresh run derives the rest of the changes.
+    resumable = false;
+    abandonReason = 'its change table was emptied (the control database restarted); a fresh run replaces it';
+    log.warn({ runId: job.runId }, `run ${job.runId} cannot resume: ${abandonReason}`);
+  }
   const runId = resumable ? job.runId! : newRunId();
   let stats: RunStats = resumable && job.stats ? ({ ...(job.stats as RunStats) } as RunStats) : { phase: 'snapshot', startedAt: new Date().toISOString() };
   const runLog = log.child({ runId, phase: stats.phase });
   const labels = { tenant: tenant.id, source: source.id };
 
   if (!resumable) {
-    if (job.runId) await ledger.abandon(job.runId, 'taken over before its changes were batched; a fresh run replaces it');
+    if (job.runId) await ledger.abandon(job.runId, abandonReason);
     await ledger.start({ runId, jobId: job.id, tenant: tenant.id, source: source.id, mode: job.kind });
     await queue.setProgress(job, { phase: 'snapshot', runId, stats });
   } else {

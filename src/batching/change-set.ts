@@ -63,6 +63,20 @@ export async function changeEncoder(db: Db): Promise<'sql' | 'node'> {
   return (await ok) ? 'sql' : 'node';
 }
 
+/**
+ * The SQL expression the diff stores in the change table's cdc_entry (src/cdc/diff-sql.ts `numbered`), or null
+ * where entries are encoded in Node. Readers take cdc_entry and render only where it is NULL (rows written
+ * before the column existed), so each entry is rendered once per run instead of once per stage.
+ */
+export async function storedEntrySql(db: Db, schema: SourceSchema): Promise<string | null> {
+  return (await changeEncoder(db)) === 'sql' ? SQL_ENTRY[db.dialect]!(db, schema) : null;
+}
+
+/** The entry as read back: stored by the diff, else rendered now. */
+function entryColumn(db: Db, schema: SourceSchema): string {
+  return `COALESCE(${db.quote('cdc_entry')}, ${SQL_ENTRY[db.dialect]!(db, schema)})`;
+}
+
 function rangeWhere(db: Db, range?: { first: bigint; last: bigint }): string {
   return range ? ` WHERE ${db.quote('seq')} BETWEEN ${seqLiteral(range.first)} AND ${seqLiteral(range.last)}` : '';
 }
@@ -81,8 +95,7 @@ export async function* readChangeSizes(db: Db, changes: QualifiedName, schema: S
     for await (const c of readChanges(db, changes, schema, undefined, 'node')) yield { seq: c.seq, op: c.op, bytes: Buffer.byteLength(c.entry, 'utf8') };
     return;
   }
-  const render = SQL_ENTRY[db.dialect]!;
-  const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), octet_length(${render(db, schema)}) FROM ${db.table(changes)} ORDER BY ${db.quote('seq')}`;
+  const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), octet_length(${entryColumn(db, schema)}) FROM ${db.table(changes)} ORDER BY ${db.quote('seq')}`;
   for await (const t of binaryTuples(await db.copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`))) {
     const seq = t[0]!.readBigInt64BE(0);
     yield { seq, op: checkOp(db, changes, t[1]!.toString('utf8'), seq), bytes: t[2]!.readInt32BE(0) };
@@ -104,8 +117,7 @@ export async function* readChanges(
 ): AsyncIterable<EncodedChange> {
   const where = rangeWhere(db, range);
   if ((encoder ?? (await changeEncoder(db))) === 'sql') {
-    const render = SQL_ENTRY[db.dialect]!;
-    const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), ${render(db, schema)} FROM ${db.table(changes)}${where} ORDER BY ${db.quote('seq')}`;
+    const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), ${entryColumn(db, schema)} FROM ${db.table(changes)}${where} ORDER BY ${db.quote('seq')}`;
     for await (const t of binaryTuples(await db.copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`))) {
       const seq = t[0]!.readBigInt64BE(0);
       yield { seq, op: checkOp(db, changes, t[1]!.toString('utf8'), seq), entry: t[2]!.toString('utf8') };
@@ -136,8 +148,7 @@ export async function* readChangeBytes(
   encoder?: 'sql' | 'node',
 ): AsyncIterable<EncodedChangeBytes> {
   if ((encoder ?? (await changeEncoder(db))) === 'sql') {
-    const render = SQL_ENTRY[db.dialect]!;
-    const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), ${render(db, schema)} FROM ${db.table(changes)}${rangeWhere(db, range)} ORDER BY ${db.quote('seq')}`;
+    const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), ${entryColumn(db, schema)} FROM ${db.table(changes)}${rangeWhere(db, range)} ORDER BY ${db.quote('seq')}`;
     for await (const t of binaryTuples(await db.copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`))) {
       const seq = t[0]!.readBigInt64BE(0);
       yield { seq, op: checkOp(db, changes, t[1]!.toString('latin1'), seq), entry: t[2]! };

@@ -37,18 +37,18 @@ export const mssqlDiff: DiffSql = {
     return `SELECT TOP (1) 1 AS one FROM ${db.table(table)}`;
   },
 
-  allUpserts(db: Db, t: DiffTables, schema: SourceSchema): string {
+  allUpserts(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string {
     const cols = schema.columns.map((c, i) => `${db.quote(c.name)} AS c${i}`).join(', ');
-    return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)}`, { tablock: ' WITH (TABLOCK)' });
+    return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)}`, { tablock: ' WITH (TABLOCK)', ...(entry ? { entry } : {}) });
   },
 
-  changes(db: Db, t: DiffTables, schema: SourceSchema): string {
+  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string {
     const first = db.quote(schema.key[0]!);
     const equal = schema.columns.map((c) => columnEqual(db, c)).join(' AND ');
     const derived =
       `SELECT ${fullJoinSelect(db, schema)} FROM ${db.table(t.snapshot)} AS s FULL OUTER JOIN ${db.table(t.staging)} AS t ON ${keyJoin(db, schema, 's', 't')}` +
       ` WHERE s.${first} IS NULL OR t.${first} IS NULL OR NOT (${equal})` +
       heldDeletes(db, t, schema);
-    return numbered(db, t, schema, derived, { tablock: ' WITH (TABLOCK)' });
+    return numbered(db, t, schema, derived, { tablock: ' WITH (TABLOCK)', ...(entry ? { entry } : {}) });
   },
 };

@@ -30,12 +30,12 @@ export const postgresDiff: DiffSql = {
     return `SELECT 1 AS one FROM ${db.table(table)} LIMIT 1`;
   },
 
-  allUpserts(db: Db, t: DiffTables, schema: SourceSchema): string {
+  allUpserts(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string {
     const cols = schema.columns.map((c, i) => `${db.quote(c.name)} AS c${i}`).join(', ');
-    return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)}`);
+    return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)}`, entry ? { entry } : {});
   },
 
-  changes(db: Db, t: DiffTables, schema: SourceSchema): string {
+  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string {
     const first = db.quote(schema.key[0]!);
     const rest = schema.columns.filter((c) => !schema.key.includes(c.name)).map((c) => db.quote(c.name));
     const differs = rest.length === 0 ? '' : ` OR ROW(${rest.map((c) => `s.${c}`).join(', ')}) IS DISTINCT FROM ROW(${rest.map((c) => `t.${c}`).join(', ')})`;
@@ -43,6 +43,6 @@ export const postgresDiff: DiffSql = {
       `SELECT ${fullJoinSelect(db, schema)} FROM ${db.table(t.snapshot)} AS s FULL JOIN ${db.table(t.staging)} AS t ON ${keyJoin(db, schema, 's', 't')}` +
       ` WHERE s.${first} IS NULL OR t.${first} IS NULL${differs}` +
       heldDeletes(db, t, schema);
-    return numbered(db, t, schema, derived);
+    return numbered(db, t, schema, derived, entry ? { entry } : {});
   },
 };

@@ -21,9 +21,9 @@ export interface DiffSql {
   /** A row when staging (or the held keys) has any row; decides the initial-sync fast path. */
   anyRow(db: Db, table: QualifiedName): string;
   /** Every snapshot row as an upsert, without a join (staging and held keys are empty). */
-  allUpserts(db: Db, t: DiffTables, schema: SourceSchema): string;
+  allUpserts(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string;
   /** Snapshot vs staging (and held keys) by key, exactly. */
-  changes(db: Db, t: DiffTables, schema: SourceSchema): string;
+  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string;
   /**
    * Statements run in the diff's transaction after the key check, scoped to it (memory for the join's hash
    * table and the numbering sort, so that 1M-row tables do not spill to disk); none where the server sizes its
@@ -32,11 +32,25 @@ export interface DiffSql {
   settings: readonly string[];
 }
 
-/** Shared skeleton: `row_number` over the key order of a derived table with columns op, c0..cN. */
-export function numbered(db: Db, t: DiffTables, schema: SourceSchema, derived: string, opts: { tablock?: string } = {}): string {
+/**
+ * Shared skeleton: `row_number` over the key order of a derived table with columns op, c0..cN. With `entry`
+ * (an SQL expression over "op" and the source's column names: src/batching/render-postgres.ts), each row's
+ * push entry is rendered here, once, into cdc_entry: the batch stage then only reads its length and the push
+ * stage its bytes, instead of each rendering every entry again.
+ */
+export function numbered(db: Db, t: DiffTables, schema: SourceSchema, derived: string, opts: { tablock?: string; entry?: string } = {}): string {
   const keyIndex = schema.key.map((k) => `c${schema.columns.findIndex((c) => c.name === k)}`);
   const targets = schema.columns.map((c) => db.quote(c.name)).join(', ');
   const values = schema.columns.map((_c, i) => `d.c${i}`).join(', ');
+  if (opts.entry) {
+    const named = schema.columns.map((c, i) => `d.c${i} AS ${db.quote(c.name)}`).join(', ');
+    const outer = schema.columns.map((c) => `n.${db.quote(c.name)}`).join(', ');
+    return (
+      `INSERT INTO ${db.table(t.changes)}${opts.tablock ?? ''} (${db.quote('seq')}, ${db.quote('op')}, ${db.quote('batch_no')}, ${targets}, ${db.quote('cdc_entry')}) ` +
+      `SELECT n.${db.quote('seq')}, n.${db.quote('op')}, NULL, ${outer}, ${opts.entry} FROM (` +
+      `SELECT row_number() OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}) AS ${db.quote('seq')}, d.op AS ${db.quote('op')}, ${named} FROM (${derived}) AS d) AS n`
+    );
+  }
   return (
     `INSERT INTO ${db.table(t.changes)}${opts.tablock ?? ''} (${db.quote('seq')}, ${db.quote('op')}, ${db.quote('batch_no')}, ${targets}) ` +
     `SELECT row_number() OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}), d.op, NULL, ${values} FROM (${derived}) AS d`

@@ -12,6 +12,7 @@ import { where } from '../snapshot/introspect.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { heldKeysTable, sourceTables } from '../snapshot/source-tables.ts';
 import { controlSql } from '../snapshot/tables.ts';
+import { storedEntrySql } from '../batching/change-set.ts';
 import type { DiffSql, DiffTables } from './diff-sql.ts';
 import { mssqlDiff } from './diff-mssql.ts';
 import { postgresDiff } from './diff-postgres.ts';
@@ -44,6 +45,8 @@ export async function computeDiff(args: { controlDb: Db; tenant: string; source:
   // key leaves the change table empty. The fill is one transaction so that the dialect's settings (PostgreSQL:
   // work_mem) apply to it and to nothing else on the pooled connection; the key check keeps the defaults (its hash
   // aggregate was measured slower in memory, 1.8 s, than spilled, 0.6–1.2 s, for 1M groups).
+  // Where the control database renders push entries, the fill renders each change's entry once (cdc_entry).
+  const entry = (await storedEntrySql(db, schema)) ?? undefined;
   const keyCheck = db.query<Row>(sql.badKey(db, tables, schema));
   keyCheck.catch(() => {});
   const initial = await db.transaction(async (tx) => {
@@ -53,9 +56,9 @@ export async function computeDiff(args: { controlDb: Db; tenant: string; source:
     let result: { upserts: number } | null = null;
     if (stagingEmpty && heldEmpty) {
       // Initial sync: every row is an upsert; no join is paid for.
-      result = { upserts: await tx.execute(sql.allUpserts(db, tables, schema)) };
+      result = { upserts: await tx.execute(sql.allUpserts(db, tables, schema, entry)) };
     } else {
-      await tx.execute(sql.changes(db, tables, schema));
+      await tx.execute(sql.changes(db, tables, schema, entry));
     }
     const [bad] = await keyCheck;
     if (bad) {

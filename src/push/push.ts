@@ -10,7 +10,7 @@ import { readChangeBytes } from '../batching/change-set.ts';
 import type { SourceConfig, TenantConfig } from '../config/schema.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
 import { toCdcError } from '../errors/classify.ts';
-import { PermanentError, type ErrorContext } from '../errors/errors.ts';
+import { PermanentError, TransientError, type ErrorContext } from '../errors/errors.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
 import { createPushClient, type PushClient } from './client.ts';
@@ -129,8 +129,11 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
       const entries: Buffer[] = [];
       for await (const change of readChangeBytes(db, tables.changes, schema, { first: batch.firstSeq, last: batch.lastSeq })) entries.push(change.entry);
       if (entries.length !== batch.rows) {
-        throw new PermanentError(
-          `Batch ${batch.batchNo} of run ${runId} should hold ${batch.rows} changes but the change table has ${entries.length}; the change table was rewritten under a running push.`,
+        // The change table is scratch: a restart of the control database empties it (UNLOGGED on PostgreSQL).
+        // Retried, the job finds the run's changes gone and starts a fresh run from staging (src/agent/run-job.ts).
+        throw new TransientError(
+          `Batch ${batch.batchNo} of run ${runId} should hold ${batch.rows} changes but the change table has ${entries.length}; ` +
+            'the change table was emptied or rewritten under a running push. The job will retry with a fresh run.',
           { context },
         );
       }

@@ -8,6 +8,11 @@ export const mssqlControl: ControlSql = {
   // make `=` see trailing spaces (SQL Server pads the shorter operand for every collation); the diff adds
   // a DATALENGTH comparison for that.
   exactCollation: 'COLLATE Latin1_General_100_BIN2',
+  // SQL Server has no unlogged tables; the bulk loads into the scratch heaps take TABLOCK (minimal logging
+  // under the simple and bulk-logged recovery models).
+  createScratchTable: 'CREATE TABLE',
+  // Entries are encoded in Node (no SQL renderer for SQL Server yet: src/batching/change-set.ts).
+  renderedEntryType: null,
 
   async tableExists(db: Queryable, name: QualifiedName): Promise<boolean> {
     const rows = await db.query<{ id: number | null }>(`SELECT OBJECT_ID(@p1, N'U') AS id`, [quoteQualified('mssql', name)]);

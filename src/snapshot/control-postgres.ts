@@ -6,6 +6,22 @@ import type { ControlSql, StateRow } from './control-sql.ts';
 export const postgresControl: ControlSql = {
   // "C" compares bytes of UTF-8, which is exact and also the fastest comparison PostgreSQL has.
   exactCollation: 'COLLATE "C"',
+  createScratchTable: 'CREATE UNLOGGED TABLE',
+  renderedEntryType: 'text',
+
+  async upgradeScratch(db: Db, tx: Queryable, names: { snapshot: QualifiedName; changes: QualifiedName }): Promise<void> {
+    // Tables made before these were unlogged, or before the change table carried its rendered entry.
+    const rows = await tx.query<{ name: string; persistence: string; is_changes: boolean; has_entry: boolean }>(
+      `SELECT c.oid::regclass::text AS name, c.relpersistence AS persistence, c.oid = to_regclass($2) AS is_changes,
+              EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'cdc_entry' AND NOT a.attisdropped) AS has_entry
+         FROM pg_class c WHERE c.oid IN (to_regclass($1), to_regclass($2))`,
+      [quoteQualified('postgres', names.snapshot), quoteQualified('postgres', names.changes)],
+    );
+    for (const r of rows) {
+      if (r.persistence === 'p') await tx.execute(`ALTER TABLE ${r.name} SET UNLOGGED`);
+      if (r.is_changes && !r.has_entry) await tx.execute(`ALTER TABLE ${r.name} ADD COLUMN ${db.quote('cdc_entry')} text NULL`);
+    }
+  },
 
   async tableExists(db: Queryable, name: QualifiedName): Promise<boolean> {
     const rows = await db.query<{ found: boolean }>('SELECT to_regclass($1) IS NOT NULL AS found', [quoteQualified('postgres', name)]);

@@ -10,6 +10,16 @@ export interface ControlSql {
    * code points exactly (case and accents matter). See src/cdc/diff-*.ts for trailing spaces.
    */
   readonly exactCollation: string;
+  /**
+   * `CREATE TABLE` of the scratch tables (snapshot and changes), which hold nothing that cannot be derived
+   * again: PostgreSQL makes them UNLOGGED (no WAL for the two largest writes of every run; a server crash
+   * empties them, which src/agent/run-job.ts detects before resuming a run).
+   */
+  readonly createScratchTable: string;
+  /** Column type of the change table's pre-rendered push entry, where the control database renders entries in SQL. */
+  readonly renderedEntryType: string | null;
+  /** Bring scratch tables made by an earlier version to the current layout (cheap when they already are). */
+  upgradeScratch?(db: Db, tx: Queryable, names: { snapshot: QualifiedName; changes: QualifiedName }): Promise<void>;
   tableExists(db: Queryable, name: QualifiedName): Promise<boolean>;
   rename(db: Db, tx: Queryable, from: QualifiedName, to: QualifiedName): Promise<void>;
   /** Insert or update the source's row in cdc_source_state. Parameters: see each adapter. */

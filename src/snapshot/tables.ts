@@ -4,7 +4,9 @@
  * - snapshot: the source's columns, all nullable, no key (bad keys are found by the diff, not by a load error);
  * - staging: the source's columns, primary key = the source key; only ever written by the push stage
  *   (acknowledged batches), except when drift rebuilds it here;
- * - changes: seq, op, batch_no, then the source's columns (see src/cdc/diff.ts);
+ * - changes: seq, op, batch_no, then the source's columns, then (where the control database renders push
+ *   entries in SQL) cdc_entry, the change's JSON entry rendered once by the diff (see src/cdc/diff.ts);
+ * - snapshot and changes are scratch: derived again by any run, so PostgreSQL keeps them UNLOGGED;
  * - held keys (only after a drift rebuild): the keys the receiver held in the old shape, so that the diff
  *   can delete those that vanished; dropped when a run in the new shape succeeds (recordSourceState).
  *
@@ -26,7 +28,7 @@ export function controlSql(db: Db): ControlSql {
 }
 
 /** Bookkeeping columns of the change table; a source column may not use these names. */
-export const CHANGE_COLUMNS = ['seq', 'op', 'batch_no'] as const;
+export const CHANGE_COLUMNS = ['seq', 'op', 'batch_no', 'cdc_entry'] as const;
 
 function columnDef(db: Db, c: ColumnSpec, nullable: boolean): string {
   const collate = c.type.kind === 'string' ? ` ${controlSql(db).exactCollation}` : '';
@@ -34,7 +36,7 @@ function columnDef(db: Db, c: ColumnSpec, nullable: boolean): string {
 }
 
 export function createSnapshotSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
-  return `CREATE TABLE ${db.table(name)} (${schema.columns.map((c) => columnDef(db, c, true)).join(', ')})`;
+  return `${controlSql(db).createScratchTable} ${db.table(name)} (${schema.columns.map((c) => columnDef(db, c, true)).join(', ')})`;
 }
 
 export function createStagingSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
@@ -45,8 +47,10 @@ export function createStagingSql(db: Db, name: QualifiedName, schema: SourceSche
 }
 
 export function createChangesSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
+  const ctl = controlSql(db);
   const defs = schema.columns.map((c) => columnDef(db, c, true));
-  return `CREATE TABLE ${db.table(name)} (${db.quote('seq')} bigint NOT NULL PRIMARY KEY, ${db.quote('op')} char(1) NOT NULL, ${db.quote('batch_no')} int NULL, ${defs.join(', ')})`;
+  const entry = ctl.renderedEntryType ? `, ${db.quote('cdc_entry')} ${ctl.renderedEntryType} NULL` : '';
+  return `${ctl.createScratchTable} ${db.table(name)} (${db.quote('seq')} bigint NOT NULL PRIMARY KEY, ${db.quote('op')} char(1) NOT NULL, ${db.quote('batch_no')} int NULL, ${defs.join(', ')}${entry})`;
 }
 
 function createHeldSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
@@ -103,6 +107,7 @@ export async function prepareTables(args: { controlDb: Db; tenant: string; sourc
       if (!(await ctl.tableExists(tx, names.snapshot))) await tx.execute(createSnapshotSql(db, names.snapshot, schema));
       if (!(await ctl.tableExists(tx, names.staging))) await tx.execute(createStagingSql(db, names.staging, schema));
       if (!(await ctl.tableExists(tx, names.changes))) await tx.execute(createChangesSql(db, names.changes, schema));
+      await ctl.upgradeScratch?.(db, tx, names);
     });
     return { drift: null };
   }

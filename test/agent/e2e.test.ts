@@ -4,6 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { mutateEstate } from '../../src/demo/estate.ts';
+import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { allOk, Estate } from '../support/estate.ts';
 
 const THREE_SOURCES = [
@@ -167,6 +168,49 @@ describe('agent end to end [postgres → postgres]', () => {
     await estate.waitForJobs([jobId!], 120_000);
     expect(staying.messages().some((m) => m.msg === 'resuming run taken over from another worker')).toBe(true);
     everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
+  });
+
+  it('a run whose change table was emptied mid-push (control database restart: unlogged scratch tables reset) starts afresh and converges', async () => {
+    estate = await Estate.create({
+      label: 'e2e_reset',
+      tenants: ['acme'],
+      rows: 20_000,
+      sources: [{ id: 'order_lines', table: 'public.order_lines' }],
+      worker: { leaseSeconds: 10, concurrency: 1, drainGraceSeconds: 1 },
+      batch: { maxRows: 300 },
+      faults: { latencyMs: 400 },
+    });
+    const ctl = estate.control.db;
+    const tables = sourceTables('acme', 'order_lines');
+
+    const first = await estate.startAgent('first');
+    const [jobId] = await estate.enqueue('acme', 'initial');
+    await estate.waitForPhase(jobId!, 'push');
+    first.signal('SIGTERM');
+    expect(await first.exited).toBe(0);
+    const [released] = await estate.queue.getJobs([jobId!]);
+    expect(released).toMatchObject({ status: 'queued', phase: 'push' });
+    const abandonedRun = released!.runId;
+    // What PostgreSQL's crash recovery does to UNLOGGED tables: they come back empty.
+    await ctl.execute(`TRUNCATE ${ctl.table(tables.snapshot)}, ${ctl.table(tables.changes)}`);
+
+    const second = await estate.startAgent('second');
+    await estate.waitForJobs([jobId!], 120_000);
+    expect(second.messages().some((m) => typeof m.msg === 'string' && m.msg.includes('cannot resume') && m.msg.includes('change table was emptied'))).toBe(true);
+    const [done] = await estate.queue.getJobs([jobId!]);
+    expect(done).toMatchObject({ status: 'succeeded' });
+    expect(done!.runId).not.toBe(abandonedRun);
+    everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
+    const after = await ctl.query<{ relname: string; relpersistence: string }>(
+      `SELECT relname, relpersistence FROM pg_class WHERE oid IN (to_regclass($1), to_regclass($2), to_regclass($3)) ORDER BY relname`,
+      [ctl.table(tables.snapshot), ctl.table(tables.changes), ctl.table(tables.staging)],
+    );
+    // Snapshot and changes are scratch (unlogged); staging is what the receiver holds (logged).
+    expect(Object.fromEntries(after.map((r) => [r.relname, r.relpersistence]))).toEqual({
+      [tables.snapshot.name]: 'u',
+      [tables.changes.name]: 'u',
+      [tables.staging.name]: 'p',
+    });
   });
 
   it('plan shows what a sync would push without pushing or touching staging; the sync then pushes exactly that', async () => {

@@ -6,6 +6,8 @@ import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { acknowledge, collect, createTable, describeEachPair, runOnce, sourceConfig, stagingRows } from '../snapshot/pipeline.ts';
 import { EVERY_TYPE_COLUMNS } from '../support/every-type.ts';
+import { readChanges, storedEntrySql } from '../../src/batching/change-set.ts';
+import type { SourceSchema } from '../../src/snapshot/schema.ts';
 
 const TENANT = 'acme';
 
@@ -59,6 +61,21 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     await Promise.all([source?.drop(), control?.drop()]);
   });
 
+  /**
+   * The push entries of the change table, as the batch and push stages read them (pre-rendered by the diff
+   * where the control database renders in SQL), are exactly the Node encoding of its rows.
+   */
+  async function expectEntriesAsEncoded(sourceId: string, schema: SourceSchema): Promise<void> {
+    const { changes } = sourceTables(TENANT, sourceId);
+    const node = await collect(readChanges(ctl, changes, schema, undefined, 'node'));
+    expect(node.length).toBeGreaterThan(0);
+    expect(await collect(readChanges(ctl, changes, schema))).toEqual(node);
+    if ((await storedEntrySql(ctl, schema)) !== null) {
+      const [missing] = await ctl.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${ctl.table(changes)} WHERE ${ctl.quote('cdc_entry')} IS NULL`);
+      expect(Number(missing!.n)).toBe(0);
+    }
+  }
+
   async function update(table: string, column: string, value: unknown, id: number): Promise<void> {
     await src.execute(`UPDATE ${t(table)} SET ${src.quote(column)} = ${src.param(1)} WHERE ${src.quote('id')} = ${src.param(2)}`, [value, id]);
   }
@@ -86,6 +103,7 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     run.changes.forEach((change, r) =>
       change.row.forEach((cell, c) => expect({ row: r, column: COLUMNS[c]!.name, cell }).toEqual({ row: r, column: COLUMNS[c]!.name, cell: ROWS[r]![c] })),
     );
+    await expectEntriesAsEncoded(cfg.id, run.schema);
     await acknowledge(ctl, TENANT, cfg.id, run.schema);
     expect(await stagingRows(ctl, TENANT, cfg.id, run.schema)).toEqual(ROWS);
 
@@ -124,6 +142,7 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
       expect(c.row).toEqual(want ?? [c.row[0], ...COLUMNS.slice(1).map(() => null)]);
     }
     expect({ upserts: run.upserts, deletes: run.deletes }).toEqual({ upserts: ids.length - 1, deletes: 1 });
+    await expectEntriesAsEncoded(cfg.id, run.schema);
 
     await acknowledge(ctl, TENANT, cfg.id, run.schema);
     expect((await runOnce(src, ctl, TENANT, cfg)).changes).toEqual([]);

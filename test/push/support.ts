@@ -9,6 +9,7 @@ import { migrate } from '../../src/migrations/migrate.ts';
 import type { ObservedRequest } from '../../src/receiver/server.ts';
 import type { SourceSchema } from '../../src/snapshot/schema.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
+import { createChangesSql, createStagingSql } from '../../src/snapshot/tables.ts';
 
 export const SCHEMA: SourceSchema = {
   columns: [
@@ -41,13 +42,8 @@ const OP: ColumnSpec = { name: 'op', type: { kind: 'string', maxLength: 1 }, nul
 /** Staging and change tables of a source, in the shape the snapshot/diff stage creates them. */
 export async function createSourceTables(db: Db, tenant: string, source: string, schema: SourceSchema = SCHEMA): Promise<void> {
   const t = sourceTables(tenant, source);
-  const defs = (cols: ColumnSpec[], nullable: (c: ColumnSpec) => boolean) =>
-    cols.map((c) => `${db.quote(c.name)} ${db.columnTypeSql(c.type)} ${nullable(c) ? 'NULL' : 'NOT NULL'}`).join(', ');
-  const key = schema.key.map((k) => db.quote(k)).join(', ');
-  await db.execute(`CREATE TABLE ${db.table(t.staging)} (${defs(schema.columns, (c) => c.nullable)}, PRIMARY KEY (${key}))`);
-  await db.execute(
-    `CREATE TABLE ${db.table(t.changes)} (${db.quote('seq')} bigint NOT NULL PRIMARY KEY, ${db.quote('op')} char(1) NOT NULL, ${db.quote('batch_no')} int NULL, ${defs(schema.columns, () => true)})`,
-  );
+  await db.execute(createStagingSql(db, t.staging, schema));
+  await db.execute(createChangesSql(db, t.changes, schema));
 }
 
 /** Fill the change table: upserts of rows `upserts` then deletes of keys `deletes`, seq in key order. */
@@ -70,7 +66,7 @@ export async function setUpControl(db: Db): Promise<void> {
 export function tenantConfig(id: string, url: string, push: Partial<TenantConfig['push']> = {}): TenantConfig {
   return {
     id,
-    push: { url, token: `token-${id}`, apiKeyHeader: 'X-Api-Key', maxInFlight: 4, timeout: 10_000, gzipAboveBytes: 16 * 1024, ...push },
+    push: { url, token: `token-${id}`, apiKeyHeader: 'X-Api-Key', maxInFlight: 4, timeout: 10_000, gzipAboveBytes: 16 * 1024, gzipLevel: 1, ...push },
     connections: { legacy: { dialect: 'postgres', url: 'postgres://unused', poolMax: 1 } },
     sources: [sourceConfig('orders')],
   } as TenantConfig;
