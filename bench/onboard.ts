@@ -16,7 +16,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { stringify } from 'yaml';
@@ -50,6 +50,22 @@ async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * CPU seconds used so far by every PostgreSQL process on this machine (the server is local in every benchmark
+ * run: the postmaster, its backends and background workers, plus what it has reaped of exited backends).
+ */
+async function postgresCpuSeconds(): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    if (!stat.includes('(postgres)')) continue;
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+  }
+  return total;
 }
 
 /** Resident set size of a process in bytes, from /proc (Linux). */
@@ -138,7 +154,7 @@ export async function run(args: string[]): Promise<void> {
     const bare = await startChild(['-e', BARE_SERVER]);
     children.push(bare.child);
     const pushTenant = (url: string) =>
-      ({ id: TENANT, push: { url, token: TOKEN, apiKeyHeader: 'X-Api-Key', maxInFlight: inFlight, timeout: 120_000, gzipAboveBytes: 64 * 1024 }, connections: {}, sources: [] }) as unknown as TenantConfig;
+      ({ id: TENANT, push: { url, token: TOKEN, apiKeyHeader: 'X-Api-Key', maxInFlight: inFlight, timeout: 120_000, gzipAboveBytes: 64 * 1024, gzipLevel: 1 }, connections: {}, sources: [] }) as unknown as TenantConfig;
     const client = createPushClient(pushTenant(bare.url));
     const bareCpu0 = await cpuSeconds(bare.child.pid!);
     const loopback = await measured(async () => {
@@ -191,6 +207,8 @@ export async function run(args: string[]): Promise<void> {
 
     const sync = async (kind: 'initial' | 'incremental') => {
       const cpu0 = await cpuSeconds(rx.child.pid!);
+      const agentCpu0 = await cpuSeconds(agent.pid!);
+      const pgCpu0 = await postgresCpuSeconds();
       const [{ at }] = (await db.query<{ at: string }>('SELECT now()::text AS at')) as [{ at: string }];
       const m = await measured(async () => {
         const followed: Followed[] = [];
@@ -201,6 +219,8 @@ export async function run(args: string[]): Promise<void> {
         return followJobs(queue, followed, { tty: false, write: () => {}, pollMs: 50 });
       }, agent.pid);
       const cpu = (await cpuSeconds(rx.child.pid!)) - cpu0;
+      const agentCpu = (await cpuSeconds(agent.pid!)) - agentCpu0;
+      const postgresCpu = (await postgresCpuSeconds()) - pgCpu0;
       if (m.result.failed.length > 0) throw new Error(`sync failed: ${JSON.stringify(m.result.failed)}`);
       const bad = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM rx_runs WHERE problems IS NOT NULL OR rows_held <> source_rows`);
       if (Number(bad[0]!.n) > 0) throw new Error(`receiver did not reconcile ${bad[0]!.n} runs`);
@@ -208,7 +228,7 @@ export async function run(args: string[]): Promise<void> {
         `SELECT coalesce(sum(upserts), 0)::text AS u, coalesce(sum(deletes), 0)::text AS d FROM cdc_runs WHERE status = 'succeeded' AND started_at >= $1::timestamptz`,
         [at],
       );
-      return { ...m, receiverCpu: cpu, upserts: Number(counts[0]!.u), deletes: Number(counts[0]!.d) };
+      return { ...m, receiverCpu: cpu, agentCpu, postgresCpu, upserts: Number(counts[0]!.u), deletes: Number(counts[0]!.d) };
     };
 
     await new Promise((r) => setTimeout(r, 3000));
@@ -247,6 +267,8 @@ export async function run(args: string[]): Promise<void> {
         'vs raw': r2(m.seconds / rawSum),
         'agent peak RSS MB': m.peakRssMb,
         'receiver CPU s': r2(m.receiverCpu),
+        'agent CPU s': r2(m.agentCpu),
+        'PostgreSQL CPU s': r2(m.postgresCpu),
         note,
       });
     }

@@ -75,7 +75,7 @@ export async function run(args: string[]): Promise<void> {
     await db.execute(`ANALYZE ${db.table(t.changes)}`);
 
     const tenant = (url: string) =>
-      ({ id: 'bench', push: { url, token: 'bench-token', apiKeyHeader: 'X-Api-Key', maxInFlight: inFlight, timeout: 120_000, gzipAboveBytes: 64 * 1024 }, connections: {}, sources: [] }) as unknown as TenantConfig;
+      ({ id: 'bench', push: { url, token: 'bench-token', apiKeyHeader: 'X-Api-Key', maxInFlight: inFlight, timeout: 120_000, gzipAboveBytes: 64 * 1024, gzipLevel: 1 }, connections: {}, sources: [] }) as unknown as TenantConfig;
     const source = { id: 'orders', batch: { maxRows, maxBytes: 4 * 1024 * 1024 } } as SourceConfig;
     const figures: Array<Record<string, string | number>> = [];
 

@@ -102,7 +102,7 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
   async function post<T>(path: string, idempotencyKey: string, json: string | Buffer, what: string, options: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<T>> {
     const raw = typeof json === 'string' ? Buffer.from(json, 'utf8') : json;
     const gzipped = raw.length > push.gzipAboveBytes;
-    const body = gzipped ? await gzipAsync(raw) : raw;
+    const body = gzipped ? await gzipAsync(raw, { level: push.gzipLevel }) : raw;
     const headers: Record<string, string> = { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey };
     if (gzipped) headers['Content-Encoding'] = 'gzip';
     const context = { tenant: tenant.id, ...options.context };
