@@ -33,6 +33,11 @@ export const mssqlDiff: DiffSql = {
     return `SELECT TOP (1) ${cols}, COUNT_BIG(*) AS n FROM ${db.table(t.snapshot)} GROUP BY ${keys.join(', ')} HAVING COUNT_BIG(*) > 1 OR ${nullKey}`;
   },
 
+  nullKey(db: Db, t: DiffTables, schema: SourceSchema): string {
+    const keys = schema.key.map((k) => db.quote(k));
+    return `SELECT TOP (1) ${keys.map((k, i) => `${k} AS k${i}`).join(', ')}, 1 AS n FROM ${db.table(t.snapshot)} WHERE ${keys.map((k) => `${k} IS NULL`).join(' OR ')}`;
+  },
+
   anyRow(db: Db, table: QualifiedName): string {
     return `SELECT TOP (1) 1 AS one FROM ${db.table(table)}`;
   },

@@ -16,8 +16,13 @@ export interface DiffTables {
 }
 
 export interface DiffSql {
-  /** One key that is NULL or occurs more than once in the snapshot (columns k0..kN), or no row. */
+  /**
+   * One key that is NULL or occurs more than once in the snapshot (columns k0..kN, n), or no row. A full
+   * GROUP BY: run only to name the culprit once the snapshot's unique index failed to build.
+   */
   badKey(db: Db, t: DiffTables, schema: SourceSchema): string;
+  /** One snapshot key with a NULL column (columns k0..kN, n = 1), or no row; the unique index makes it a seek. */
+  nullKey(db: Db, t: DiffTables, schema: SourceSchema): string;
   /** A row when staging (or the held keys) has any row; decides the initial-sync fast path. */
   anyRow(db: Db, table: QualifiedName): string;
   /** Every snapshot row as an upsert, without a join (staging and held keys are empty). */

@@ -10,7 +10,7 @@ import type { Db, Row } from '../dialect/types.ts';
 import { PermanentError } from '../errors/errors.ts';
 import { where } from '../snapshot/introspect.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
-import { heldKeysTable, sourceTables } from '../snapshot/source-tables.ts';
+import { heldKeysTable, snapshotKeyIndex, sourceTables } from '../snapshot/source-tables.ts';
 import { controlSql } from '../snapshot/tables.ts';
 import { storedEntrySql } from '../batching/change-set.ts';
 import type { DiffSql, DiffTables } from './diff-sql.ts';
@@ -42,12 +42,27 @@ export async function computeDiff(args: { controlDb: Db; tenant: string; source:
 
   // The key check and the change table's fill run at the same time on two connections (two cores on a small
   // machine); the fill's transaction commits only once the check has found no duplicate or NULL key, so a bad
-  // key leaves the change table empty. The fill is one transaction so that the dialect's settings (PostgreSQL:
-  // work_mem) apply to it and to nothing else on the pooled connection; the key check keeps the defaults (its hash
-  // aggregate was measured slower in memory, 1.8 s, than spilled, 0.6–1.2 s, for 1M groups).
+  // key leaves the change table empty. The key check is the build of a unique index on the snapshot's key
+  // (measured 0.3 s for 1M bigint keys, against 1.2–1.5 s for a GROUP BY over the snapshot) plus an index seek
+  // for a NULL key; only when the build fails does a GROUP BY look for the culprit to name. The index is dropped
+  // first (a retried diff may find it) and before the next snapshot load. The fill is one transaction so that
+  // the dialect's settings (PostgreSQL: work_mem) apply to it and to nothing else on the pooled connection.
+  const ctl = controlSql(db);
+  const keyIndex = snapshotKeyIndex(tenant, source.id);
+  await db.execute(ctl.dropIndexSql(db, names.snapshot, keyIndex));
   // Where the control database renders push entries, the fill renders each change's entry once (cdc_entry).
   const entry = (await storedEntrySql(db, schema)) ?? undefined;
-  const keyCheck = db.query<Row>(sql.badKey(db, tables, schema));
+  const keyCheck = (async (): Promise<Row | undefined> => {
+    try {
+      await db.execute(ctl.uniqueIndexSql(db, names.snapshot, keyIndex, schema.key));
+    } catch (error) {
+      const [bad] = await db.query<Row>(sql.badKey(db, tables, schema));
+      if (bad) return bad;
+      throw error;
+    }
+    const [nullKey] = await db.query<Row>(sql.nullKey(db, tables, schema));
+    return nullKey;
+  })();
   keyCheck.catch(() => {});
   const initial = await db.transaction(async (tx) => {
     for (const statement of sql.settings) await tx.execute(statement);
@@ -60,7 +75,7 @@ export async function computeDiff(args: { controlDb: Db; tenant: string; source:
     } else {
       await tx.execute(sql.changes(db, tables, schema, entry));
     }
-    const [bad] = await keyCheck;
+    const bad = await keyCheck;
     if (bad) {
       const sample = schema.key.map((k, i) => `${k}=${showValue(bad[`k${i}`])}`).join(', ');
       const isNull = schema.key.some((_k, i) => bad[`k${i}`] === null || bad[`k${i}`] === undefined);

@@ -45,6 +45,11 @@ export function postgresPoolConfig(config: PostgresConnectionConfig, application
     ...(config.statementTimeout !== undefined ? { statement_timeout: config.statementTimeout } : {}),
     max: config.poolMax,
     application_name: applicationName,
+    // JIT off for the agent's sessions: its statements are bulk moves and joins whose cost estimates cross the
+    // JIT thresholds, so PostgreSQL compiled their expressions with LLVM on every run (0.6–1.5 s for the push
+    // entry's rendering expression) without ever evaluating them long enough to pay that back. `options` in a
+    // connection URL takes precedence over this.
+    options: '-c jit=off',
     connectionTimeoutMillis: 15_000,
     types: { getTypeParser } as pg.CustomTypesConfig,
   };

@@ -19,6 +19,17 @@ export const mssqlControl: ControlSql = {
     return rows[0]?.id !== null && rows[0]?.id !== undefined;
   },
 
+  uniqueIndexSql(db: Db, table: QualifiedName, index: string, columns: readonly string[]): string {
+    // Offline nonclustered index build: a shared table lock, so the diff's fill can read the snapshot meanwhile.
+    // A unique index treats NULLs as equal (two NULL keys fail the build; one is found by the NULL check).
+    return `CREATE UNIQUE NONCLUSTERED INDEX ${db.quote(index)} ON ${db.table(table)} (${columns.map((c) => db.quote(c)).join(', ')})`;
+  },
+
+  dropIndexSql(db: Db, table: QualifiedName, index: string): string {
+    // DROP INDEX IF EXISTS … ON … needs SQL Server 2016 (13.x) or later, as the rest of the control SQL does.
+    return `DROP INDEX IF EXISTS ${db.quote(index)} ON ${db.table(table)}`;
+  },
+
   async rename(db: Db, tx: Queryable, from: QualifiedName, to: QualifiedName): Promise<void> {
     // sp_rename takes the current (qualified, quoted) name and the bare new name.
     await tx.execute(`EXEC sp_rename @p1, @p2, N'OBJECT'`, [db.table(from), to.name]);

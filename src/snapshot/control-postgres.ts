@@ -28,6 +28,15 @@ export const postgresControl: ControlSql = {
     return rows[0]?.found === true;
   },
 
+  uniqueIndexSql(db: Db, table: QualifiedName, index: string, columns: readonly string[]): string {
+    return `CREATE UNIQUE INDEX ${db.quote(index)} ON ${db.table(table)} (${columns.map((c) => db.quote(c)).join(', ')})`;
+  },
+
+  dropIndexSql(db: Db, table: QualifiedName, index: string): string {
+    // An index lives in its table's schema.
+    return `DROP INDEX IF EXISTS ${db.table({ ...table, name: index })}`;
+  },
+
   async rename(db: Db, tx: Queryable, from: QualifiedName, to: QualifiedName): Promise<void> {
     await tx.execute(`ALTER TABLE ${db.table(from)} RENAME TO ${db.quote(to.name)}`);
   },

@@ -21,6 +21,10 @@ export interface ControlSql {
   /** Bring scratch tables made by an earlier version to the current layout (cheap when they already are). */
   upgradeScratch?(db: Db, tx: Queryable, names: { snapshot: QualifiedName; changes: QualifiedName }): Promise<void>;
   tableExists(db: Queryable, name: QualifiedName): Promise<boolean>;
+  /** Unique index `index` on `table` (columns in order). */
+  uniqueIndexSql(db: Db, table: QualifiedName, index: string, columns: readonly string[]): string;
+  /** Drop index `index` of `table` if it exists. */
+  dropIndexSql(db: Db, table: QualifiedName, index: string): string;
   rename(db: Db, tx: Queryable, from: QualifiedName, to: QualifiedName): Promise<void>;
   /** Insert or update the source's row in cdc_source_state. Parameters: see each adapter. */
   upsertState(db: Db, tx: Queryable, row: StateRow): Promise<void>;

@@ -12,7 +12,8 @@ import { TransientError } from '../errors/errors.ts';
 import { toCdcError } from '../errors/classify.ts';
 import { describeSource, where } from './introspect.ts';
 import { schemaFingerprint, type SourceSchema } from './schema.ts';
-import { sourceTables } from './source-tables.ts';
+import { snapshotKeyIndex, sourceTables } from './source-tables.ts';
+import { controlSql } from './tables.ts';
 
 const PROGRESS_EVERY_ROWS = 10_000;
 const PROGRESS_POLL_MS = 1_000;
@@ -36,6 +37,8 @@ export async function takeSnapshot(args: {
     throw new TransientError(`${where(tenant, source)}: the source's schema changed during the run; it will be retried and handled as schema drift.`, { context });
   }
   const { snapshot } = sourceTables(tenant, source.id);
+  // The diff's key index would slow the load down; the diff builds it again afterwards.
+  await controlDb.execute(controlSql(controlDb).dropIndexSql(controlDb, snapshot, snapshotKeyIndex(tenant, source.id)));
   await controlDb.execute(`TRUNCATE TABLE ${controlDb.table(snapshot)}`);
   const columns = schema.columns.map((c) => controlDb.quote(c.name)).join(', ');
 

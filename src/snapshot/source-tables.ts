@@ -23,6 +23,14 @@ export function sourceTables(tenant: string, source: string): { snapshot: Qualif
 }
 
 /**
+ * The snapshot's unique index on the source key, built by the diff after each snapshot load (it is the key
+ * check: a duplicate fails its build) and dropped before the next load, so the COPY fills a bare heap.
+ */
+export function snapshotKeyIndex(tenant: string, source: string): string {
+  return tableName('cdc_skey', tenant, source).name;
+}
+
+/**
  * Keys the receiver held before a schema-drift rebuild, until a run in the new shape succeeds: the diff
  * deletes those that vanished from the source (see tables.ts).
  */

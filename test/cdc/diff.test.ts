@@ -209,9 +209,10 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     ]);
   });
 
-  for (const kind of ['duplicate', 'NULL'] as const) {
+  // 'two NULL': a unique index treats NULLs as equal on SQL Server, as distinct on PostgreSQL; either way a NULL key.
+  for (const kind of ['duplicate', 'NULL', 'two NULL'] as const) {
     it(`a ${kind} key fails the run naming tenant, source and a sample key; staging and the change list stay as they were`, async () => {
-      const table = `bad_${kind.toLowerCase()}`;
+      const table = `bad_${kind.toLowerCase().replace(' ', '_')}`;
       const columns: ColumnSpec[] = [
         { name: 'code', type: { kind: 'string', maxLength: 10 }, nullable: true },
         { name: 'value', type: { kind: 'int32' }, nullable: true },
@@ -226,7 +227,7 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
       await acknowledge(ctl, TENANT, cfg.id, first.schema);
       const before = await stagingRows(ctl, TENANT, cfg.id, first.schema);
 
-      await src.bulkWrite({ name: table }, columns, [kind === 'duplicate' ? ['k2', 3] : [null, 4]]);
+      await src.bulkWrite({ name: table }, columns, kind === 'duplicate' ? [['k2', 3]] : kind === 'NULL' ? [[null, 4]] : [[null, 4], [null, 5]]);
       await src.execute(`UPDATE ${t(table)} SET ${src.quote('value')} = 10 WHERE ${src.quote('code')} = 'k1'`);
       const error = await runOnce(src, ctl, TENANT, cfg).then(
         () => null,
