@@ -24,7 +24,8 @@ export async function run(args: string[]): Promise<void> {
   const rowsArg = args.indexOf('--rows');
   const n = rowsArg >= 0 ? Number(args[rowsArg + 1]) : 1_000_000;
   const server = await benchDatabase('snapshot');
-  const db = new PostgresDb({ connectionString: server.url, max: 4 });
+  // The agent's own pool settings (application name, jit off, type parsers).
+  const db = new PostgresDb({ dialect: 'postgres', url: server.url, poolMax: 4 });
   try {
     await migrate(db);
     await db.execute(`CREATE TABLE bench_src (
