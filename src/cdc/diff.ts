@@ -40,9 +40,9 @@ export async function computeDiff(args: { controlDb: Db; tenant: string; source:
   // Nothing from an earlier run may be pushed once this diff has started.
   await db.execute(`TRUNCATE TABLE ${db.table(names.changes)}`);
 
-  // The key check and the change table's fill run at the same time on two connections (two cores on a small
-  // machine); the fill's transaction commits only once the check has found no duplicate or NULL key, so a bad
-  // key leaves the change table empty. The key check is the build of a unique index on the snapshot's key
+  // For an incremental diff the key check and the change table's fill run at the same time on two connections
+  // (two cores on a small machine); the fill's transaction commits only once the check has found no duplicate or
+  // NULL key, so a bad key leaves the change table empty. The key check is the build of a unique index on the snapshot's key
   // (measured 0.3 s for 1M bigint keys, against 1.2–1.5 s for a GROUP BY over the snapshot) plus an index seek
   // for a NULL key; only when the build fails does a GROUP BY look for the culprit to name. The index is dropped
   // first (a retried diff may find it) and before the next snapshot load. The fill is one transaction so that
@@ -64,27 +64,30 @@ export async function computeDiff(args: { controlDb: Db; tenant: string; source:
     return nullKey;
   })();
   keyCheck.catch(() => {});
+  const failOnBadKey = async () => {
+    const bad = await keyCheck;
+    if (!bad) return;
+    const sample = schema.key.map((k, i) => `${k}=${showValue(bad[`k${i}`])}`).join(', ');
+    const isNull = schema.key.some((_k, i) => bad[`k${i}`] === null || bad[`k${i}`] === undefined);
+    throw new PermanentError(
+      `${where(tenant, source)}: the source has ${isNull ? 'a NULL key' : `a duplicate key (${String(bad.n)} rows)`}, e.g. ${sample}. ` +
+        `Every row needs a unique, non-NULL key (${schema.key.join(', ')}); fix the source data or configure another key. Nothing was pushed.`,
+      { context: { tenant, source: source.id } },
+    );
+  };
+
+  // Initial sync (staging and held keys empty; only this job's push writes staging, under its lease): every row
+  // is an upsert and no join is paid for. The fill then waits for the key index, because numbering the rows in
+  // key order can read that index instead of sorting the whole snapshot (measured on 1M rows: ≈ 2 s less).
+  const initialSync =
+    (await db.query(sql.anyRow(db, names.staging))).length === 0 && (tables.held === null || (await db.query(sql.anyRow(db, tables.held))).length === 0);
+  if (initialSync) await failOnBadKey();
   const initial = await db.transaction(async (tx) => {
     for (const statement of sql.settings) await tx.execute(statement);
-    const stagingEmpty = (await tx.query(sql.anyRow(db, names.staging))).length === 0;
-    const heldEmpty = tables.held === null || (await tx.query(sql.anyRow(db, tables.held))).length === 0;
     let result: { upserts: number } | null = null;
-    if (stagingEmpty && heldEmpty) {
-      // Initial sync: every row is an upsert; no join is paid for.
-      result = { upserts: await tx.execute(sql.allUpserts(db, tables, schema, entry)) };
-    } else {
-      await tx.execute(sql.changes(db, tables, schema, entry));
-    }
-    const bad = await keyCheck;
-    if (bad) {
-      const sample = schema.key.map((k, i) => `${k}=${showValue(bad[`k${i}`])}`).join(', ');
-      const isNull = schema.key.some((_k, i) => bad[`k${i}`] === null || bad[`k${i}`] === undefined);
-      throw new PermanentError(
-        `${where(tenant, source)}: the source has ${isNull ? 'a NULL key' : `a duplicate key (${String(bad.n)} rows)`}, e.g. ${sample}. ` +
-          `Every row needs a unique, non-NULL key (${schema.key.join(', ')}); fix the source data or configure another key. Nothing was pushed.`,
-        { context: { tenant, source: source.id } },
-      );
-    }
+    if (initialSync) result = { upserts: await tx.execute(sql.allUpserts(db, tables, schema, entry)) };
+    else await tx.execute(sql.changes(db, tables, schema, entry));
+    await failOnBadKey();
     return result;
   });
   if (initial) return { upserts: initial.upserts, deletes: 0 };

@@ -286,8 +286,21 @@ class TableJobQueue implements JobQueue {
     await this.fencedWrite(job, this.sql.progress, [p.phase ?? null, p.runId ?? null, p.stats === undefined ? null : JSON.stringify(p.stats)]);
   }
 
+  /**
+   * `fn`'s writes, committed only if the lease is still ours. The job row is locked and the token checked after
+   * `fn` ran, just before the commit: a takeover that committed first makes the check fail and everything rolls
+   * back; one that comes later waits for this commit. Checking last keeps the row lock for an instant instead of
+   * for the whole of `fn`, so a push's concurrent acknowledgements (each applying a batch to staging) and the
+   * heartbeat no longer queue behind one another on the job row.
+   */
   async fenced<T>(job: JobLease, fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.locked(job, (tx) => fn(tx));
+    if (!JOB_ID.test(job.id)) throw new LeaseLostError(job.id);
+    return this.db.transaction(async (tx) => {
+      const result = await fn(tx);
+      const [row] = await tx.query(this.sql.lockFenced, [job.id, job.leaseToken]);
+      if (!row) throw new LeaseLostError(job.id);
+      return result;
+    });
   }
 
   /** A transaction that first locks the job row, if the lease is still ours; the row stays locked until commit. */

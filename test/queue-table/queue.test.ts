@@ -185,13 +185,11 @@ describeEachDialect('queue table', (dialect) => {
 
       await expect(q1.heartbeat(first, LEASE)).rejects.toBeInstanceOf(LeaseLostError);
       await expect(q1.setProgress(first, { phase: 'push', runId: 'run-stale' })).rejects.toBeInstanceOf(LeaseLostError);
-      let ran = false;
-      await expect(
-        q1.fenced(first, async () => {
-          ran = true;
-        }),
-      ).rejects.toBeInstanceOf(LeaseLostError);
-      expect(ran).toBe(false);
+      // fenced work of the stale worker is rolled back: the fence is checked before the commit
+      const probe = t.db.table({ name: 'stale_fenced_probe' });
+      await t.db.execute(`CREATE TABLE ${probe} (n int NOT NULL)`);
+      await expect(q1.fenced(first, (tx) => tx.execute(`INSERT INTO ${probe} (n) VALUES (1)`))).rejects.toBeInstanceOf(LeaseLostError);
+      expect(await t.db.query(`SELECT n FROM ${probe}`)).toEqual([]);
       await expect(q1.complete(first, { stale: true })).rejects.toBeInstanceOf(LeaseLostError);
       await expect(q1.fail(first, new TransientError('stale failure'))).rejects.toBeInstanceOf(LeaseLostError);
       await expect(q1.release(first)).rejects.toBeInstanceOf(LeaseLostError);
@@ -220,6 +218,23 @@ describeEachDialect('queue table', (dialect) => {
       ).rejects.toThrow('receiver said no');
       const rows = await t.db.query<{ n: number }>(`SELECT n FROM ${t.db.table({ name: 'fenced_probe' })}`);
       expect(rows.map((r) => r.n)).toEqual([1]);
+
+      // Two fenced transactions of one job do their work at the same time (a push acknowledges batches in
+      // parallel): the job row is locked only to check the fence at the end. Were it locked first, the first
+      // would hold it while waiting for the second to start, and this would never finish.
+      let enterSecond!: () => void;
+      const secondStarted = new Promise<void>((resolve) => (enterSecond = resolve));
+      const first = queue.fenced(job, async (tx) => {
+        await secondStarted;
+        return tx.execute(insert, [3]);
+      });
+      const second = queue.fenced(job, async (tx) => {
+        enterSecond();
+        return tx.execute(insert, [4]);
+      });
+      expect(await Promise.all([first, second])).toEqual([1, 1]);
+      const after = await t.db.query<{ n: number }>(`SELECT n FROM ${t.db.table({ name: 'fenced_probe' })} ORDER BY n`);
+      expect(after.map((r) => r.n)).toEqual([1, 3, 4]);
     });
 
     it('release gives the job back without consuming an attempt', async () => {

@@ -3,6 +3,7 @@ import type { ColumnSpec, Db } from '../../src/dialect/types.ts';
 import { migrate } from '../../src/migrations/migrate.ts';
 import { introspectSource } from '../../src/snapshot/introspect.ts';
 import { prepareTables } from '../../src/snapshot/tables.ts';
+import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { acknowledge, createTable, describeEachPair, runOnce, sourceConfig, stagingRows } from './pipeline.ts';
 
@@ -146,6 +147,43 @@ describeEachPair('schema drift', (sourceDialect, controlDialect) => {
     expect(retry.changes.map((c) => [c.op, c.row[0]])).toEqual([
       ['U', 1],
       ['D', 2],
+    ]);
+  });
+
+  // The scratch tables' layout is PostgreSQL's own (UNLOGGED, a pre-rendered push entry); SQL Server keeps plain tables.
+  it.skipIf(controlDialect !== 'postgres')('scratch tables from an earlier version (logged, no cdc_entry) are brought to the current layout', async () => {
+    const src = source.db;
+    const ctl = control.db;
+    const table = 't_layout';
+    await createTable(src, table, COLUMNS, ['id']);
+    await src.bulkWrite({ name: table }, COLUMNS, [
+      [1, 'eu', 'one'],
+      [2, 'eu', 'two'],
+    ]);
+    const cfg = sourceConfig(table, { table });
+    await acknowledge(ctl, TENANT, cfg.id, (await runOnce(src, ctl, TENANT, cfg)).schema);
+    const { snapshot, changes } = sourceTables(TENANT, cfg.id);
+    await ctl.execute(`ALTER TABLE ${ctl.table(snapshot)} SET LOGGED`);
+    await ctl.execute(`ALTER TABLE ${ctl.table(changes)} SET LOGGED`);
+    await ctl.execute(`ALTER TABLE ${ctl.table(changes)} DROP COLUMN ${ctl.quote('cdc_entry')}`);
+    const layout = () =>
+      ctl.query<{ persistence: string; has_entry: boolean }>(
+        `SELECT c.relpersistence AS persistence, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'cdc_entry' AND NOT a.attisdropped) AS has_entry
+           FROM pg_class c WHERE c.oid IN (to_regclass($1), to_regclass($2)) ORDER BY c.relname`,
+        [ctl.table(changes), ctl.table(snapshot)],
+      );
+    expect(await layout()).toEqual([
+      { persistence: 'p', has_entry: false },
+      { persistence: 'p', has_entry: false },
+    ]);
+
+    await src.execute(`UPDATE ${src.table({ name: table })} SET ${src.quote('name')} = 'TWO' WHERE ${src.quote('id')} = 2`);
+    const run = await runOnce(src, ctl, TENANT, cfg);
+    expect(run.changes.map((c) => [c.op, c.row])).toEqual([['U', [2, 'eu', 'TWO']]]);
+    // changes (cdc_chg…) then snapshot (cdc_snap…): both unlogged again, the change table with its entry column
+    expect(await layout()).toEqual([
+      { persistence: 'u', has_entry: true },
+      { persistence: 'u', has_entry: false },
     ]);
   });
 });
