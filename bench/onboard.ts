@@ -68,6 +68,48 @@ async function postgresCpuSeconds(): Promise<number> {
   return total;
 }
 
+/**
+ * PostgreSQL CPU seconds by who caused them, sampled every second while a phase runs: each backend's CPU (from
+ * /proc) is charged to its session's application_name (the agent's 'cdc-sync-agent', the receiver's
+ * 'cdc-receiver'), autovacuum workers to 'autovacuum', the checkpointer, WAL writer and other background
+ * processes to 'background'. CPU of a backend that exits between two samples is lost (< 1 s of it).
+ */
+function postgresCpuBreakdown(db: Db): { stop(): Promise<Record<string, number>> } {
+  const last = new Map<number, number>();
+  const byWho: Record<string, number> = {};
+  let stopped = false;
+  const sample = async () => {
+    const sessions = await db.query<{ pid: number; who: string }>(
+      `SELECT pid, CASE WHEN backend_type = 'client backend' THEN COALESCE(NULLIF(application_name, ''), 'other')
+                        WHEN backend_type LIKE 'autovacuum%' THEN 'autovacuum' ELSE 'background' END AS who
+         FROM pg_stat_activity`,
+    );
+    for (const { pid, who } of sessions) {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      if (!stat) continue;
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cpu = (Number(f[11]) + Number(f[12])) / 100;
+      const before = last.get(pid);
+      last.set(pid, cpu);
+      if (before !== undefined) byWho[who] = (byWho[who] ?? 0) + (cpu - before);
+    }
+  };
+  const loop = (async () => {
+    await sample();
+    while (!stopped) {
+      await new Promise((r) => setTimeout(r, 1000));
+      await sample();
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return Object.fromEntries(Object.entries(byWho).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+    },
+  };
+}
+
 /** Resident set size of a process in bytes, from /proc (Linux). */
 async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
@@ -102,7 +144,10 @@ export async function run(args: string[]): Promise<void> {
   const concurrency = option(args, '--concurrency', 2);
   const inFlight = option(args, '--in-flight', 4);
   const server = await benchDatabase('onboard');
-  const db = await connect({ dialect: 'postgres', url: server.url, poolMax: 4 });
+  // The harness's own sessions (generation, raw limits, job polling) are told apart from the agent's.
+  const harnessUrl = new URL(server.url);
+  harnessUrl.searchParams.set('application_name', 'cdc-bench');
+  const db = await connect({ dialect: 'postgres', url: harnessUrl.toString(), poolMax: 4 });
   const children: ChildProcess[] = [];
   const cleanups: Array<() => Promise<unknown>> = [];
   try {
@@ -209,6 +254,7 @@ export async function run(args: string[]): Promise<void> {
       const cpu0 = await cpuSeconds(rx.child.pid!);
       const agentCpu0 = await cpuSeconds(agent.pid!);
       const pgCpu0 = await postgresCpuSeconds();
+      const breakdown = postgresCpuBreakdown(db);
       const [{ at }] = (await db.query<{ at: string }>('SELECT now()::text AS at')) as [{ at: string }];
       const m = await measured(async () => {
         const followed: Followed[] = [];
@@ -221,6 +267,8 @@ export async function run(args: string[]): Promise<void> {
       const cpu = (await cpuSeconds(rx.child.pid!)) - cpu0;
       const agentCpu = (await cpuSeconds(agent.pid!)) - agentCpu0;
       const postgresCpu = (await postgresCpuSeconds()) - pgCpu0;
+      const postgresBy = await breakdown.stop();
+      console.log(`PostgreSQL CPU s during ${kind} sync by session: ${JSON.stringify(postgresBy)}`);
       if (m.result.failed.length > 0) throw new Error(`sync failed: ${JSON.stringify(m.result.failed)}`);
       const bad = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM rx_runs WHERE problems IS NOT NULL OR rows_held <> source_rows`);
       if (Number(bad[0]!.n) > 0) throw new Error(`receiver did not reconcile ${bad[0]!.n} runs`);
@@ -228,7 +276,7 @@ export async function run(args: string[]): Promise<void> {
         `SELECT coalesce(sum(upserts), 0)::text AS u, coalesce(sum(deletes), 0)::text AS d FROM cdc_runs WHERE status = 'succeeded' AND started_at >= $1::timestamptz`,
         [at],
       );
-      return { ...m, receiverCpu: cpu, agentCpu, postgresCpu, upserts: Number(counts[0]!.u), deletes: Number(counts[0]!.d) };
+      return { ...m, receiverCpu: cpu, agentCpu, postgresCpu, postgresBy, upserts: Number(counts[0]!.u), deletes: Number(counts[0]!.d) };
     };
 
     await new Promise((r) => setTimeout(r, 3000));
@@ -269,6 +317,7 @@ export async function run(args: string[]): Promise<void> {
         'receiver CPU s': r2(m.receiverCpu),
         'agent CPU s': r2(m.agentCpu),
         'PostgreSQL CPU s': r2(m.postgresCpu),
+        'PostgreSQL CPU s by session': JSON.stringify(m.postgresBy),
         note,
       });
     }

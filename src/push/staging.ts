@@ -7,8 +7,16 @@ import type { ColumnSpec, Db, DialectName, QualifiedName, Queryable } from '../d
 import type { SourceSchema } from '../snapshot/schema.ts';
 
 interface StagingDialect {
-  /** `DELETE` of staged rows matching `EXISTS (…)`, with the staged table aliased `s`. */
+  /**
+   * `DELETE` of staged rows matching `EXISTS (…)`, with the staged table aliased `s`. It must probe staging's
+   * key index once per change of the batch (a nested loop), never scan staging: left to itself the planner
+   * chose a hash semi-join over a full scan of staging for every batch, so an onboarding's acknowledgements
+   * cost O(batches × table) (measured on a 1M-row staging table: 447 ms per 5,000-row batch, 137 ms with the
+   * nested loop).
+   */
   deleteMatching(staging: string, exists: string): string;
+  /** Statements run in the acknowledging transaction before the delete (scoped to it). */
+  applySettings: readonly string[];
   /** Key equality between `c` (change) and `s` (staged), exact for text and binary. */
   keyEquals(db: Db, column: ColumnSpec): string;
   now: string;
@@ -17,12 +25,15 @@ interface StagingDialect {
 const DIALECTS: Record<DialectName, StagingDialect> = {
   postgres: {
     deleteMatching: (staging, exists) => `DELETE FROM ${staging} AS s WHERE EXISTS (${exists})`,
+    applySettings: ['SET LOCAL enable_hashjoin = off', 'SET LOCAL enable_mergejoin = off'],
     // PostgreSQL compares text and bytea byte for byte (deterministic collations) and keeps trailing spaces.
     keyEquals: (db, c) => `c.${db.quote(c.name)} = s.${db.quote(c.name)}`,
     now: 'now()',
   },
   mssql: {
-    deleteMatching: (staging, exists) => `DELETE s FROM ${staging} AS s WHERE EXISTS (${exists})`,
+    // OPTION (LOOP JOIN): every join of the statement, the semi-join of EXISTS included, as nested loops.
+    deleteMatching: (staging, exists) => `DELETE s FROM ${staging} AS s WHERE EXISTS (${exists}) OPTION (LOOP JOIN)`,
+    applySettings: [],
     // SQL Server's `=` ignores case under the default collations and trailing spaces under every collation
     // (and trailing 0x00 for binary); a binary collation plus equal DATALENGTH makes it exact.
     keyEquals: (db, c) => {
@@ -64,6 +75,7 @@ export async function ackAndApply(
   const seq = db.quote('seq');
   const staging = db.table(target.staging);
   const changes = db.table(target.changes);
+  for (const statement of d.applySettings) await tx.execute(statement);
   await tx.execute(d.deleteMatching(staging, `SELECT 1 FROM ${changes} AS c WHERE c.${seq} BETWEEN ${p(1)} AND ${p(2)} AND ${keyMatch}`), [
     batch.firstSeq,
     batch.lastSeq,

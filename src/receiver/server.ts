@@ -57,9 +57,16 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+function withApplicationName(url: string, name: string): string {
+  const parsed = new URL(url);
+  if (!parsed.searchParams.has('application_name')) parsed.searchParams.set('application_name', name);
+  return parsed.toString();
+}
+
 export async function startReceiver(options: ReceiverOptions): Promise<Receiver> {
   const ownDb = typeof options.db === 'string';
-  const db = typeof options.db === 'string' ? await connect({ dialect: 'postgres', url: options.db, poolMax: 10 }) : options.db;
+  // Its own application_name, so that its sessions can be told from the agent's (pg_stat_activity, benchmarks).
+  const db = typeof options.db === 'string' ? await connect({ dialect: 'postgres', url: withApplicationName(options.db, 'cdc-receiver'), poolMax: 10 }) : options.db;
   const store = new ReceiverStore(db);
   await store.init();
   /** Decoded request bytes, kept for the handler (body hash, row texts). */
