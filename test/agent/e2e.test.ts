@@ -29,6 +29,19 @@ function everyDatasetEqual(results: Record<string, unknown>, names: string[]): v
   expect(results).toEqual(Object.fromEntries(names.map((n) => [n, 'ok'])));
 }
 
+/** One 20k-row source pushed in 300-row batches to a receiver that answers after 400 ms: a push that lasts. */
+function slowPushEstate(label: string): Promise<Estate> {
+  return Estate.create({
+    label,
+    tenants: ['acme'],
+    rows: 20_000,
+    sources: [{ id: 'order_lines', table: 'public.order_lines' }],
+    worker: { leaseSeconds: 10, concurrency: 1, drainGraceSeconds: 1 },
+    batch: { maxRows: 300 },
+    faults: { latencyMs: 400 },
+  });
+}
+
 describe('agent end to end [postgres → postgres]', () => {
   it('onboards a tenant (composite key, a view), then syncs inserts, updates and deletes; the receiver equals the source', async () => {
     estate = await Estate.create({ label: 'e2e_basic', tenants: ['acme'], rows: 6000, sources: THREE_SOURCES, setupSql: PAID_VIEW });
@@ -144,15 +157,7 @@ describe('agent end to end [postgres → postgres]', () => {
   });
 
   it('SIGTERM during a push drains within the grace period, exits 0, and the job resumes in the other process', async () => {
-    estate = await Estate.create({
-      label: 'e2e_term',
-      tenants: ['acme'],
-      rows: 20_000,
-      sources: [{ id: 'order_lines', table: 'public.order_lines' }],
-      worker: { leaseSeconds: 10, concurrency: 1, drainGraceSeconds: 1 },
-      batch: { maxRows: 300 },
-      faults: { latencyMs: 400 },
-    });
+    estate = await slowPushEstate('e2e_term');
     const leaving = await estate.startAgent('leaving');
     const [jobId] = await estate.enqueue('acme', 'initial');
     await estate.waitForPhase(jobId!, 'push');
@@ -171,15 +176,7 @@ describe('agent end to end [postgres → postgres]', () => {
   });
 
   it('a run whose change table was emptied mid-push (control database restart: unlogged scratch tables reset) starts afresh and converges', async () => {
-    estate = await Estate.create({
-      label: 'e2e_reset',
-      tenants: ['acme'],
-      rows: 20_000,
-      sources: [{ id: 'order_lines', table: 'public.order_lines' }],
-      worker: { leaseSeconds: 10, concurrency: 1, drainGraceSeconds: 1 },
-      batch: { maxRows: 300 },
-      faults: { latencyMs: 400 },
-    });
+    estate = await slowPushEstate('e2e_reset');
     const ctl = estate.control.db;
     const tables = sourceTables('acme', 'order_lines');
 

@@ -126,17 +126,22 @@ describeEachPair('schema drift', (sourceDialect, controlDialect) => {
     }
   }
 
-  it('a run that fails after a resync rebuild still deletes the vanished keys next time', async () => {
-    const src = source.db;
-    const ctl = control.db;
-    const table = 't_resume';
-    await createTable(src, table, COLUMNS, ['id']);
-    await src.bulkWrite({ name: table }, COLUMNS, [
+  /** A two-row source table, synced once and acknowledged. */
+  async function syncedTwoRows(table: string) {
+    await createTable(source.db, table, COLUMNS, ['id']);
+    await source.db.bulkWrite({ name: table }, COLUMNS, [
       [1, 'eu', 'one'],
       [2, 'eu', 'two'],
     ]);
     const cfg = sourceConfig(table, { table });
-    await acknowledge(ctl, TENANT, cfg.id, (await runOnce(src, ctl, TENANT, cfg)).schema);
+    await acknowledge(control.db, TENANT, cfg.id, (await runOnce(source.db, control.db, TENANT, cfg)).schema);
+    return { table, cfg };
+  }
+
+  it('a run that fails after a resync rebuild still deletes the vanished keys next time', async () => {
+    const src = source.db;
+    const ctl = control.db;
+    const { table, cfg } = await syncedTwoRows('t_resume');
     await src.execute(`ALTER TABLE ${src.table({ name: table })} ADD ${src.quote('extra')} ${src.columnTypeSql({ kind: 'int32' })} NULL`);
     await src.execute(`DELETE FROM ${src.table({ name: table })} WHERE ${src.quote('id')} = 2`);
     const rebuilt = await runOnce(src, ctl, TENANT, cfg);
@@ -154,14 +159,7 @@ describeEachPair('schema drift', (sourceDialect, controlDialect) => {
   it.skipIf(controlDialect !== 'postgres')('scratch tables from an earlier version (logged, no cdc_entry) are brought to the current layout', async () => {
     const src = source.db;
     const ctl = control.db;
-    const table = 't_layout';
-    await createTable(src, table, COLUMNS, ['id']);
-    await src.bulkWrite({ name: table }, COLUMNS, [
-      [1, 'eu', 'one'],
-      [2, 'eu', 'two'],
-    ]);
-    const cfg = sourceConfig(table, { table });
-    await acknowledge(ctl, TENANT, cfg.id, (await runOnce(src, ctl, TENANT, cfg)).schema);
+    const { table, cfg } = await syncedTwoRows('t_layout');
     const { snapshot, changes } = sourceTables(TENANT, cfg.id);
     await ctl.execute(`ALTER TABLE ${ctl.table(snapshot)} SET LOGGED`);
     await ctl.execute(`ALTER TABLE ${ctl.table(changes)} SET LOGGED`);
