@@ -21,7 +21,8 @@ export class SourceConnections {
       if (!connection) {
         return Promise.reject(new PermanentError(`Tenant "${tenantId}" has no connection "${connectionName}" in the configuration.`));
       }
-      pool = connect(connection);
+      // A source may be a PostgreSQL older than 11, which refuses a `jit` startup option.
+      pool = connect(connection, { jitOff: false });
       // A failed connect is not cached: the next job retries it.
       pool.catch(() => this.pools.delete(key));
       this.pools.set(key, pool);

@@ -1,6 +1,6 @@
 /** Open a pooled connection for a configured database, in whichever dialect it speaks. */
 import type { ConnectionConfig } from '../config/schema.ts';
-import { PostgresDb } from './postgres.ts';
+import { PostgresDb, type SessionOptions } from './postgres.ts';
 import type { Db } from './types.ts';
 
 /**
@@ -8,10 +8,10 @@ import type { Db } from './types.ts';
  * Without it the pool connects on first use: the daemon uses that to start, report not-ready and back off
  * while its control database is unreachable, instead of exiting.
  */
-export async function connect(config: ConnectionConfig, options: { probe?: boolean } = {}): Promise<Db> {
+export async function connect(config: ConnectionConfig, options: { probe?: boolean } & SessionOptions = {}): Promise<Db> {
   const probe = options.probe ?? true;
   if (config.dialect === 'postgres') {
-    const db = new PostgresDb(config);
+    const db = new PostgresDb(config, options.jitOff === undefined ? {} : { jitOff: options.jitOff });
     if (probe) await db.query('SELECT 1');
     return db;
   }

@@ -27,7 +27,18 @@ function getTypeParser(oid: number, format?: string): (text: string) => unknown 
   return TYPE_PARSERS[oid] ?? (types.getTypeParser(oid, format as 'text') as (text: string) => unknown);
 }
 
-export function postgresPoolConfig(config: PostgresConnectionConfig, applicationName = 'cdc-sync-agent'): pg.PoolConfig {
+export interface SessionOptions {
+  /**
+   * Start every session with `jit = off` (the default). The agent's own statements are bulk moves and joins
+   * whose cost estimates cross the JIT thresholds, so PostgreSQL compiled their expressions with LLVM on every
+   * run (0.6–1.5 s for the push entry's rendering expression) and never evaluated them long enough to pay that
+   * back. Source connections opt out: a startup option naming `jit` is refused by servers before PostgreSQL 11,
+   * and a legacy source may be one.
+   */
+  jitOff?: boolean;
+}
+
+export function postgresPoolConfig(config: PostgresConnectionConfig, applicationName = 'cdc-sync-agent', session: SessionOptions = {}): pg.PoolConfig {
   const ssl =
     config.ssl === undefined || config.ssl === false
       ? undefined
@@ -45,11 +56,7 @@ export function postgresPoolConfig(config: PostgresConnectionConfig, application
     ...(config.statementTimeout !== undefined ? { statement_timeout: config.statementTimeout } : {}),
     max: config.poolMax,
     application_name: applicationName,
-    // JIT off for the agent's sessions: its statements are bulk moves and joins whose cost estimates cross the
-    // JIT thresholds, so PostgreSQL compiled their expressions with LLVM on every run (0.6–1.5 s for the push
-    // entry's rendering expression) without ever evaluating them long enough to pay that back. `options` in a
-    // connection URL takes precedence over this.
-    options: '-c jit=off',
+    ...((session.jitOff ?? true) ? { options: '-c jit=off' } : {}),
     connectionTimeoutMillis: 15_000,
     types: { getTypeParser } as pg.CustomTypesConfig,
   };
@@ -112,8 +119,9 @@ export class PostgresDb extends PgQueryable implements Db {
   readonly caps: DialectCapabilities = { rawCopy: true, maxParameters: 65_535, maxIdentifierLength: 63 };
   readonly pool: pg.Pool;
 
-  constructor(config: PostgresConnectionConfig | pg.PoolConfig) {
-    const pool = new Pool('dialect' in config ? postgresPoolConfig(config) : config);
+  constructor(config: PostgresConnectionConfig | pg.PoolConfig, session: SessionOptions = {}) {
+    const pool = new Pool('dialect' in config ? postgresPoolConfig(config, undefined, session) : config);
+
     // An idle client that loses its connection must not crash the process; the next query reconnects.
     pool.on('error', () => {});
     super(pool);
