@@ -44,6 +44,19 @@ export const postgresDiff: DiffSql = {
     return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)}`, entry ? { entry } : {});
   },
 
+  allUpsertsHalf(db: Db, t: DiffTables, schema: SourceSchema, half: 'low' | 'high', split: number, entry?: string): string {
+    const cols = schema.columns.map((c, i) => `${db.quote(c.name)} AS c${i}`).join(', ');
+    const keys = schema.key.map((k) => db.quote(k));
+    const at = Math.trunc(split);
+    // The (split + 1)-th key in key order, read from the key index; a row comparison covers composite keys.
+    const boundary = `(SELECT ${keys.join(', ')} FROM ${db.table(t.snapshot)} ORDER BY ${keys.join(', ')} OFFSET ${at} LIMIT 1)`;
+    const where = `ROW(${keys.join(', ')}) ${half === 'low' ? '<' : '>='} ${boundary}`;
+    return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)} WHERE ${where}`, {
+      ...(entry ? { entry } : {}),
+      ...(half === 'high' ? { seqOffset: at } : {}),
+    });
+  },
+
   changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string {
     const first = db.quote(schema.key[0]!);
     const rest = schema.columns.filter((c) => !schema.key.includes(c.name)).map((c) => db.quote(c.name));

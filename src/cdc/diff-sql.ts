@@ -27,6 +27,12 @@ export interface DiffSql {
   anyRow(db: Db, table: QualifiedName): string;
   /** Every snapshot row as an upsert, without a join (staging and held keys are empty). */
   allUpserts(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string;
+  /**
+   * Half of `allUpserts`, for two connections at once: the keys below the (split + 1)-th smallest key ('low',
+   * seq 1..split) or from it on ('high', seq split + 1..N). Only where the key index makes each half a range
+   * read and keys are known unique and non-NULL (the key check passed); absent where a dialect fills in one.
+   */
+  allUpsertsHalf?(db: Db, t: DiffTables, schema: SourceSchema, half: 'low' | 'high', split: number, entry?: string): string;
   /** Snapshot vs staging (and held keys) by key, exactly. */
   changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string;
   /**
@@ -43,7 +49,8 @@ export interface DiffSql {
  * push entry is rendered here, once, into cdc_entry: the batch stage then only reads its length and the push
  * stage its bytes, instead of each rendering every entry again.
  */
-export function numbered(db: Db, t: DiffTables, schema: SourceSchema, derived: string, opts: { tablock?: string; entry?: string } = {}): string {
+export function numbered(db: Db, t: DiffTables, schema: SourceSchema, derived: string, opts: { tablock?: string; entry?: string; seqOffset?: number } = {}): string {
+  const rowNumber = opts.seqOffset ? `${Math.trunc(opts.seqOffset)} + row_number()` : 'row_number()';
   const keyIndex = schema.key.map((k) => `c${schema.columns.findIndex((c) => c.name === k)}`);
   const targets = schema.columns.map((c) => db.quote(c.name)).join(', ');
   const values = schema.columns.map((_c, i) => `d.c${i}`).join(', ');
@@ -53,12 +60,12 @@ export function numbered(db: Db, t: DiffTables, schema: SourceSchema, derived: s
     return (
       `INSERT INTO ${db.table(t.changes)}${opts.tablock ?? ''} (${db.quote('seq')}, ${db.quote('op')}, ${db.quote('batch_no')}, ${targets}, ${db.quote('cdc_entry')}) ` +
       `SELECT n.${db.quote('seq')}, n.${db.quote('op')}, NULL, ${outer}, ${opts.entry} FROM (` +
-      `SELECT row_number() OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}) AS ${db.quote('seq')}, d.op AS ${db.quote('op')}, ${named} FROM (${derived}) AS d) AS n`
+      `SELECT ${rowNumber} OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}) AS ${db.quote('seq')}, d.op AS ${db.quote('op')}, ${named} FROM (${derived}) AS d) AS n`
     );
   }
   return (
     `INSERT INTO ${db.table(t.changes)}${opts.tablock ?? ''} (${db.quote('seq')}, ${db.quote('op')}, ${db.quote('batch_no')}, ${targets}) ` +
-    `SELECT row_number() OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}), d.op, NULL, ${values} FROM (${derived}) AS d`
+    `SELECT ${rowNumber} OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}), d.op, NULL, ${values} FROM (${derived}) AS d`
   );
 }
 
