@@ -297,8 +297,7 @@ class TableJobQueue implements JobQueue {
     if (!JOB_ID.test(job.id)) throw new LeaseLostError(job.id);
     return this.db.transaction(async (tx) => {
       const result = await fn(tx);
-      const [row] = await tx.query(this.sql.lockFenced, [job.id, job.leaseToken]);
-      if (!row) throw new LeaseLostError(job.id);
+      await this.lockLease(tx, job);
       return result;
     });
   }
@@ -306,11 +305,14 @@ class TableJobQueue implements JobQueue {
   /** A transaction that first locks the job row, if the lease is still ours; the row stays locked until commit. */
   private async locked<T>(job: JobLease, fn: (tx: Queryable, row: { attempts: number; maxAttempts: number }) => Promise<T>): Promise<T> {
     if (!JOB_ID.test(job.id)) throw new LeaseLostError(job.id);
-    return this.db.transaction(async (tx) => {
-      const [row] = await tx.query<{ attempts: number; max_attempts: number }>(this.sql.lockFenced, [job.id, job.leaseToken]);
-      if (!row) throw new LeaseLostError(job.id);
-      return fn(tx, { attempts: Number(row.attempts), maxAttempts: Number(row.max_attempts) });
-    });
+    return this.db.transaction(async (tx) => fn(tx, await this.lockLease(tx, job)));
+  }
+
+  /** Lock the job row inside `tx` if the lease is still ours (else LeaseLostError); its attempt counters. */
+  private async lockLease(tx: Queryable, job: JobLease): Promise<{ attempts: number; maxAttempts: number }> {
+    const [row] = await tx.query<{ attempts: number; max_attempts: number }>(this.sql.lockFenced, [job.id, job.leaseToken]);
+    if (!row) throw new LeaseLostError(job.id);
+    return { attempts: Number(row.attempts), maxAttempts: Number(row.max_attempts) };
   }
 
   async complete(job: JobLease, stats?: Record<string, unknown>): Promise<void> {
