@@ -51,21 +51,18 @@ export interface DiffSql {
  */
 export function numbered(db: Db, t: DiffTables, schema: SourceSchema, derived: string, opts: { tablock?: string; entry?: string; seqOffset?: number } = {}): string {
   const rowNumber = opts.seqOffset ? `${Math.trunc(opts.seqOffset)} + row_number()` : 'row_number()';
-  const keyIndex = schema.key.map((k) => `c${schema.columns.findIndex((c) => c.name === k)}`);
-  const targets = schema.columns.map((c) => db.quote(c.name)).join(', ');
-  const values = schema.columns.map((_c, i) => `d.c${i}`).join(', ');
+  const order = schema.key.map((k) => `d.c${schema.columns.findIndex((c) => c.name === k)}`).join(', ');
+  const targets = schema.columns.map((c) => db.quote(c.name));
+  const named = schema.columns.map((c, i) => `d.c${i} AS ${db.quote(c.name)}`).join(', ');
+  const values = schema.columns.map((c) => `n.${db.quote(c.name)}`);
   if (opts.entry) {
-    const named = schema.columns.map((c, i) => `d.c${i} AS ${db.quote(c.name)}`).join(', ');
-    const outer = schema.columns.map((c) => `n.${db.quote(c.name)}`).join(', ');
-    return (
-      `INSERT INTO ${db.table(t.changes)}${opts.tablock ?? ''} (${db.quote('seq')}, ${db.quote('op')}, ${db.quote('batch_no')}, ${targets}, ${db.quote('cdc_entry')}) ` +
-      `SELECT n.${db.quote('seq')}, n.${db.quote('op')}, NULL, ${outer}, ${opts.entry} FROM (` +
-      `SELECT ${rowNumber} OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}) AS ${db.quote('seq')}, d.op AS ${db.quote('op')}, ${named} FROM (${derived}) AS d) AS n`
-    );
+    targets.push(db.quote('cdc_entry'));
+    values.push(opts.entry);
   }
   return (
-    `INSERT INTO ${db.table(t.changes)}${opts.tablock ?? ''} (${db.quote('seq')}, ${db.quote('op')}, ${db.quote('batch_no')}, ${targets}) ` +
-    `SELECT ${rowNumber} OVER (ORDER BY ${keyIndex.map((k) => `d.${k}`).join(', ')}), d.op, NULL, ${values} FROM (${derived}) AS d`
+    `INSERT INTO ${db.table(t.changes)}${opts.tablock ?? ''} (${db.quote('seq')}, ${db.quote('op')}, ${db.quote('batch_no')}, ${targets.join(', ')}) ` +
+    `SELECT n.${db.quote('seq')}, n.${db.quote('op')}, NULL, ${values.join(', ')} FROM (` +
+    `SELECT ${rowNumber} OVER (ORDER BY ${order}) AS ${db.quote('seq')}, d.op AS ${db.quote('op')}, ${named} FROM (${derived}) AS d) AS n`
   );
 }
 
