@@ -25,6 +25,7 @@ import { entrySql } from '../src/batching/render-postgres.ts';
 import { binaryTuples } from '../src/batching/copy-binary.ts';
 import type { TenantConfig } from '../src/config/schema.ts';
 import { connect } from '../src/dialect/connect.ts';
+import { withApplicationName } from '../src/dialect/postgres.ts';
 import type { Db } from '../src/dialect/types.ts';
 import { migrate } from '../src/migrations/migrate.ts';
 import { createPushClient } from '../src/push/client.ts';
@@ -45,11 +46,18 @@ async function stop(child: ChildProcess): Promise<void> {
   await once(child, 'exit');
 }
 
+/**
+ * CPU seconds in a /proc/<pid>/stat line (Linux): user + system, plus, with `reaped`, what the process's
+ * exited children used (a server's ended backends).
+ */
+function statCpuSeconds(stat: string, reaped = false): number {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) / 100;
+}
+
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
 async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return statCpuSeconds(await readFile(`/proc/${pid}/stat`, 'utf8'));
 }
 
 /**
@@ -61,9 +69,7 @@ async function postgresCpuSeconds(): Promise<number> {
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    if (!stat.includes('(postgres)')) continue;
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+    if (stat.includes('(postgres)')) total += statCpuSeconds(stat, true);
   }
   return total;
 }
@@ -87,8 +93,7 @@ function postgresCpuBreakdown(db: Db): { stop(): Promise<Record<string, number>>
     for (const { pid, who } of sessions) {
       const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
       if (!stat) continue;
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const cpu = (Number(f[11]) + Number(f[12])) / 100;
+      const cpu = statCpuSeconds(stat);
       const before = last.get(pid);
       last.set(pid, cpu);
       if (before !== undefined) byWho[who] = (byWho[who] ?? 0) + (cpu - before);
@@ -145,9 +150,7 @@ export async function run(args: string[]): Promise<void> {
   const inFlight = option(args, '--in-flight', 4);
   const server = await benchDatabase('onboard');
   // The harness's own sessions (generation, raw limits, job polling) are told apart from the agent's.
-  const harnessUrl = new URL(server.url);
-  harnessUrl.searchParams.set('application_name', 'cdc-bench');
-  const db = await connect({ dialect: 'postgres', url: harnessUrl.toString(), poolMax: 4 });
+  const db = await connect({ dialect: 'postgres', url: withApplicationName(server.url, 'cdc-bench'), poolMax: 4 });
   const children: ChildProcess[] = [];
   const cleanups: Array<() => Promise<unknown>> = [];
   try {

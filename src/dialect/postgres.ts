@@ -27,6 +27,13 @@ function getTypeParser(oid: number, format?: string): (text: string) => unknown 
   return TYPE_PARSERS[oid] ?? (types.getTypeParser(oid, format as 'text') as (text: string) => unknown);
 }
 
+/** `url` with `application_name` set to `name`, unless the URL already names one (sessions told apart in pg_stat_activity). */
+export function withApplicationName(url: string, name: string): string {
+  const parsed = new URL(url);
+  if (!parsed.searchParams.has('application_name')) parsed.searchParams.set('application_name', name);
+  return parsed.toString();
+}
+
 export interface SessionOptions {
   /**
    * Start every session with `jit = off` (the default). The agent's own statements are bulk moves and joins
@@ -121,7 +128,6 @@ export class PostgresDb extends PgQueryable implements Db {
 
   constructor(config: PostgresConnectionConfig | pg.PoolConfig, session: SessionOptions = {}) {
     const pool = new Pool('dialect' in config ? postgresPoolConfig(config, undefined, session) : config);
-
     // An idle client that loses its connection must not crash the process; the next query reconnects.
     pool.on('error', () => {});
     super(pool);

@@ -8,6 +8,7 @@ import { Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { connect } from '../dialect/connect.ts';
+import { withApplicationName } from '../dialect/postgres.ts';
 import type { Db } from '../dialect/types.ts';
 import { idempotencyKey, type BatchBody, type CompleteBody } from '../push/contract.ts';
 import { FaultInjector, type FaultOptions } from './faults.ts';
@@ -55,12 +56,6 @@ function sameSecret(a: string, b: string): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withApplicationName(url: string, name: string): string {
-  const parsed = new URL(url);
-  if (!parsed.searchParams.has('application_name')) parsed.searchParams.set('application_name', name);
-  return parsed.toString();
 }
 
 export async function startReceiver(options: ReceiverOptions): Promise<Receiver> {
