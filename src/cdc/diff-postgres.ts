@@ -6,7 +6,7 @@
  */
 import type { Db, QualifiedName } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
-import { fullJoinSelect, heldDeletes, keyJoin, numbered, type DiffSql, type DiffTables } from './diff-sql.ts';
+import { fullJoinSelect, heldDeletes, keyJoin, numbered, type DiffSql, type DiffTables, type KeyHalf, type KeyRange } from './diff-sql.ts';
 
 /**
  * The join's hash of staging takes ≈ 135 MB per 1M rows of the benchmark's 11-column table; at the default
@@ -44,27 +44,60 @@ export const postgresDiff: DiffSql = {
     return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)}`, entry ? { entry } : {});
   },
 
-  allUpsertsHalf(db: Db, t: DiffTables, schema: SourceSchema, half: 'low' | 'high', split: number, entry?: string): string {
+  allUpsertsHalf(db: Db, t: DiffTables, schema: SourceSchema, half: KeyHalf, split: number, entry?: string): string {
     const cols = schema.columns.map((c, i) => `${db.quote(c.name)} AS c${i}`).join(', ');
-    const keys = schema.key.map((k) => db.quote(k));
-    const at = Math.trunc(split);
-    // The (split + 1)-th key in key order, read from the key index; a row comparison covers composite keys.
-    const boundary = `(SELECT ${keys.join(', ')} FROM ${db.table(t.snapshot)} ORDER BY ${keys.join(', ')} OFFSET ${at} LIMIT 1)`;
-    const where = `ROW(${keys.join(', ')}) ${half === 'low' ? '<' : '>='} ${boundary}`;
-    return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)} WHERE ${where}`, {
+    // The boundary is read from the snapshot's own key index, which the key check has just built.
+    return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)} WHERE ${inHalf(db, schema, half, boundary(db, t.snapshot, schema, split))}`, {
       ...(entry ? { entry } : {}),
-      ...(half === 'high' ? { seqOffset: at } : {}),
+      ...(half === 'high' ? { seqOffset: Math.trunc(split) } : {}),
     });
   },
 
   changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string {
-    const first = db.quote(schema.key[0]!);
-    const rest = schema.columns.filter((c) => !schema.key.includes(c.name)).map((c) => db.quote(c.name));
-    const differs = rest.length === 0 ? '' : ` OR ROW(${rest.map((c) => `s.${c}`).join(', ')}) IS DISTINCT FROM ROW(${rest.map((c) => `t.${c}`).join(', ')})`;
-    const derived =
-      `SELECT ${fullJoinSelect(db, schema)} FROM ${db.table(t.snapshot)} AS s FULL JOIN ${db.table(t.staging)} AS t ON ${keyJoin(db, schema, 's', 't')}` +
-      ` WHERE s.${first} IS NULL OR t.${first} IS NULL${differs}` +
-      heldDeletes(db, t, schema);
-    return numbered(db, t, schema, derived, entry ? { entry } : {});
+    return numbered(db, t, schema, fullJoin(db, t, schema, db.table(t.snapshot), db.table(t.staging)), entry ? { entry } : {});
+  },
+
+  changesPart(db: Db, t: DiffTables, schema: SourceSchema, part: KeyRange, seqOffset: number, entry?: string): string {
+    // Held keys (after a drift rebuild) are diffed in one fill only.
+    if (t.held) throw new Error('changesPart: a diff with held keys is not split');
+    // The part's boundaries are read once each, through staging's primary key (the snapshot's index is still
+    // being built); each side of the join reads only the part's key range.
+    const ctes: string[] = [];
+    const conditions: string[] = [];
+    for (const [name, at, op] of [['lo', part.from, '>='], ['hi', part.to, '<']] as const) {
+      if (at === null) continue;
+      ctes.push(`${name} AS MATERIALIZED ${boundary(db, t.staging, schema, at)}`);
+      conditions.push(`ROW(${schema.key.map((k) => db.quote(k)).join(', ')}) ${op} (SELECT * FROM ${name})`);
+    }
+    const from = (table: QualifiedName) => (conditions.length ? `(SELECT * FROM ${db.table(table)} WHERE ${conditions.join(' AND ')})` : db.table(table));
+    const derived = `${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${fullJoin(db, t, schema, from(t.snapshot), from(t.staging))}`;
+    return numbered(db, t, schema, derived, { ...(entry ? { entry } : {}), ...(seqOffset > 0 ? { seqOffset } : {}) });
   },
 };
+
+/** The (split + 1)-th key of `table` in key order, as a row subquery (read through the table's key index). */
+function boundary(db: Db, table: QualifiedName, schema: SourceSchema, split: number): string {
+  const keys = schema.key.map((k) => db.quote(k)).join(', ');
+  return `(SELECT ${keys} FROM ${db.table(table)} ORDER BY ${keys} OFFSET ${Math.trunc(split)} LIMIT 1)`;
+}
+
+/**
+ * The keys below the boundary ('low') or from it on ('high'); a row comparison covers composite keys, in the
+ * same order (and collation) as the key's ORDER BY. A key with a NULL part may fall in no part, which does not
+ * matter: the key check fails such a run before any fill commits.
+ */
+function inHalf(db: Db, schema: SourceSchema, half: KeyHalf, bound: string): string {
+  return `ROW(${schema.key.map((k) => db.quote(k)).join(', ')}) ${half === 'low' ? '<' : '>='} ${bound}`;
+}
+
+/** Snapshot `s` vs staging `t` by key: changed or new rows as 'U', vanished keys as 'D', plus held-key deletes. */
+function fullJoin(db: Db, t: DiffTables, schema: SourceSchema, snapshot: string, staging: string): string {
+  const first = db.quote(schema.key[0]!);
+  const rest = schema.columns.filter((c) => !schema.key.includes(c.name)).map((c) => db.quote(c.name));
+  const differs = rest.length === 0 ? '' : ` OR ROW(${rest.map((c) => `s.${c}`).join(', ')}) IS DISTINCT FROM ROW(${rest.map((c) => `t.${c}`).join(', ')})`;
+  return (
+    `SELECT ${fullJoinSelect(db, schema)} FROM ${snapshot} AS s FULL JOIN ${staging} AS t ON ${keyJoin(db, schema, 's', 't')}` +
+    ` WHERE s.${first} IS NULL OR t.${first} IS NULL${differs}` +
+    heldDeletes(db, t, schema)
+  );
+}

@@ -1,8 +1,9 @@
 /**
  * The diff's statements differ between dialects only in how "equal" is spelled and how one row is
  * limited; one adapter per dialect (diff-postgres.ts, diff-mssql.ts), same shape. Both write into the
- * change table: seq (1..N in key order), op ('U' | 'D'), batch_no NULL, then every source column; a 'D'
- * row carries only the key.
+ * change table: seq (increasing in key order: 1..N, except that an incremental fill split into parts numbers
+ * part i from i × PART_SEQ_OFFSET + 1), op ('U' | 'D'), batch_no NULL, then every source column; a 'D' row
+ * carries only the key.
  */
 import type { ColumnSpec, Db, QualifiedName } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
@@ -14,6 +15,24 @@ export interface DiffTables {
   /** Keys held from before a schema-drift rebuild, when that table exists. */
   held: QualifiedName | null;
 }
+
+/** Which half of the key range a split fill covers. */
+export type KeyHalf = 'low' | 'high';
+
+/**
+ * A part of staging's key order, as row offsets: from the key at offset `from` (null: from the first key) up to
+ * and excluding the key at offset `to` (null: through the last key).
+ */
+export interface KeyRange {
+  from: number | null;
+  to: number | null;
+}
+
+/**
+ * How far apart the seq numbers of consecutive parts of a split incremental fill start: above any count one
+ * part can have, since parts run at the same time. Batches and readers need seq increasing, not contiguous.
+ */
+export const PART_SEQ_OFFSET = 2 ** 40;
 
 export interface DiffSql {
   /**
@@ -32,9 +51,15 @@ export interface DiffSql {
    * seq 1..split) or from it on ('high', seq split + 1..N). Only where the key index makes each half a range
    * read and keys are known unique and non-NULL (the key check passed); absent where a dialect fills in one.
    */
-  allUpsertsHalf?(db: Db, t: DiffTables, schema: SourceSchema, half: 'low' | 'high', split: number, entry?: string): string;
+  allUpsertsHalf?(db: Db, t: DiffTables, schema: SourceSchema, half: KeyHalf, split: number, entry?: string): string;
   /** Snapshot vs staging (and held keys) by key, exactly. */
   changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string;
+  /**
+   * `changes` for one part of the key range (offsets into staging's key order, seq from seqOffset + 1), so that
+   * parts can run on two connections at once and each join's hash stays in memory. Only without held keys, and
+   * only with offsets below staging's row count; absent where a dialect diffs in one fill.
+   */
+  changesPart?(db: Db, t: DiffTables, schema: SourceSchema, part: KeyRange, seqOffset: number, entry?: string): string;
   /**
    * Statements run in the diff's transaction after the key check, scoped to it (memory for the join's hash
    * table and the numbering sort, so that 1M-row tables do not spill to disk); none where the server sizes its

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Cell, ColumnSpec, Db } from '../../src/dialect/types.ts';
 import { computeDiff } from '../../src/cdc/diff.ts';
+import { PART_SEQ_OFFSET } from '../../src/cdc/diff-sql.ts';
 import { migrate } from '../../src/migrations/migrate.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
@@ -172,6 +173,58 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     expect(again.cells.map((c) => c.seq)).toEqual(Array.from({ length: 1001 }, (_, i) => i + 1));
   });
 
+  it('an incremental fill split into parts (where the dialect does) finds exactly the single fill\'s changes', async () => {
+    const table = 'split_changes';
+    const columns: ColumnSpec[] = [
+      { name: 'region', type: { kind: 'string', maxLength: 10 }, nullable: false },
+      { name: 'n', type: { kind: 'int32' }, nullable: false },
+      { name: 'label', type: { kind: 'string', maxLength: 40 }, nullable: true },
+    ];
+    await createTable(src, table, columns, ['region', 'n']);
+    const rows: Cell[][] = Array.from({ length: 1001 }, (_, i) => [i % 3 === 0 ? 'eu' : 'us', 1000 - i, i % 7 === 0 ? null : `row ${i}`]);
+    await src.bulkWrite({ name: table }, columns, rows);
+    const cfg = sourceConfig(table, { table });
+    const first = await runOnce(src, ctl, TENANT, cfg);
+    await acknowledge(ctl, TENANT, cfg.id, first.schema);
+
+    // Staging's keys in key order. Two parts split at keys[500]; four parts (at most 300 rows each) at keys[250],
+    // keys[500] and keys[750]. Change the boundary rows, the rows just before and after them, both ends, and add
+    // keys below and above every existing one.
+    type Key = readonly [string, number];
+    const before = (a: Key, b: Key) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+    const keys: Key[] = rows.map((r): Key => [r[0] as string, r[1] as number]).sort((a, b) => (before(a, b) ? -1 : 1));
+    const q = (n: string) => src.quote(n);
+    const byKey = `${q('region')} = ${src.param(2)} AND ${q('n')} = ${src.param(3)}`;
+    for (const i of [0, 250, 500, 750, 1000]) await src.execute(`UPDATE ${t(table)} SET ${q('label')} = ${src.param(1)} WHERE ${byKey}`, [`changed ${i}`, ...keys[i]!]);
+    for (const i of [249, 499, 501]) await src.execute(`DELETE FROM ${t(table)} WHERE ${q('region')} = ${src.param(1)} AND ${q('n')} = ${src.param(2)}`, [...keys[i]!]);
+    await src.bulkWrite({ name: table }, columns, [['aa', 1, 'below all'], ['zz', 1, 'above all']]);
+
+    const single = await runOnce(src, ctl, TENANT, cfg);
+    expect({ upserts: single.upserts, deletes: single.deletes }).toEqual({ upserts: 7, deletes: 3 });
+    const whole = await runOnceChanges(cfg.id, first.schema);
+    const withoutSeq = <T extends { seq: unknown }>(list: T[]) => list.map(({ seq: _seq, ...rest }) => rest);
+    for (const { partRows, boundaries } of [
+      { partRows: undefined, boundaries: [500] },
+      { partRows: 300, boundaries: [250, 500, 750] },
+    ]) {
+      const split = await computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, splitFillRows: 2, ...(partRows ? { partRows } : {}) });
+      expect(split).toEqual({ upserts: 7, deletes: 3 });
+      const again = await runOnceChanges(cfg.id, first.schema);
+      expect(withoutSeq(again.cells)).toEqual(withoutSeq(whole.cells));
+      expect(withoutSeq(again.entries)).toEqual(withoutSeq(whole.entries));
+      // seq increases in key order; where the fill was split, part i numbers from i × PART_SEQ_OFFSET + 1.
+      const partOf = (key: Key) => (controlDialect === 'postgres' ? boundaries.filter((b) => !before(key, keys[b]!)).length : 0);
+      const ranks = new Map<number, number>();
+      const expected = again.cells.map((c) => {
+        const part = partOf([c.row[0] as string, c.row[1] as number]);
+        ranks.set(part, (ranks.get(part) ?? 0) + 1);
+        return BigInt(part) * BigInt(PART_SEQ_OFFSET) + BigInt(ranks.get(part)!);
+      });
+      expect(again.cells.map((c) => BigInt(c.seq))).toEqual(expected);
+      if (controlDialect === 'postgres') expect(ranks.size).toBe(boundaries.length + 1);
+    }
+  });
+
   async function runOnceChanges(sourceId: string, schema: SourceSchema) {
     const { changes } = sourceTables(TENANT, sourceId);
     return { cells: await readChangeCells(ctl, TENANT, sourceId, schema), entries: await collect(readChanges(ctl, changes, schema)) };
@@ -269,6 +322,9 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
       expect(changes).toEqual([]);
       // computeDiff alone says the same (the agent may resume a run at the diff phase)
       await expect(computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema })).rejects.toMatchObject({ retryable: false });
+      // and so does a diff split into parts, none of which commits
+      await expect(computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, splitFillRows: 2 })).rejects.toMatchObject({ retryable: false });
+      expect(await collect(ctl.readCells(sourceTables(TENANT, cfg.id).changes, [{ name: 'seq', type: { kind: 'int64' }, nullable: false }]))).toEqual([]);
     });
   }
 });
