@@ -194,7 +194,9 @@ export class AgentDaemon {
     const done = (async () => {
       try {
         const { telemetry, rotation } = this.options;
-        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal, ...(telemetry ? { telemetry } : {}), ...(rotation ? { rotation } : {}) });
+        // A diff may use a second connection only while this agent has a free job slot (src/cdc/diff.ts).
+        const diffConnections = () => 1 + Math.max(0, config.worker.concurrency - this.active.size);
+        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal, diffConnections, ...(telemetry ? { telemetry } : {}), ...(rotation ? { rotation } : {}) });
         await queue.complete(job, stats);
         telemetry?.jobSucceeded(job, Date.now() - started, stats);
         log.info({ ms: Date.now() - started, upserts: stats.upserts, deletes: stats.deletes, batches: stats.batches }, 'job succeeded');

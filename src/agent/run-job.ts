@@ -50,6 +50,8 @@ export interface JobContext {
   signal: AbortSignal;
   telemetry?: Telemetry;
   rotation?: SecretRotation;
+  /** How many connections the diff may fill with at once (the daemon: 1 + its free job slots); default 2. */
+  diffConnections?: () => number;
 }
 
 /** Run `fn`; on an authentication failure, re-read the secrets under `path` and, when one rotated, run it once more. */
@@ -190,7 +192,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
   if (stats.phase === 'diff') {
     checkAbort();
     const started = Date.now();
-    const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema });
+    const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema, ...(ctx.diffConnections ? { connections: ctx.diffConnections() } : {}) });
     runLog.info({ ...diff, ms: Date.now() - started }, 'diff computed');
     ctx.telemetry?.diffComputed(labels, diff.upserts, diff.deletes);
     // Before anything is batched: a mass delete stops here, staging untouched, unless confirmed for this job.

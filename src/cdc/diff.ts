@@ -50,6 +50,12 @@ export async function computeDiff(args: {
   splitFillRows?: number;
   /** Most staging rows per part of a split incremental diff (tests set it low). */
   partRows?: number;
+  /**
+   * How many connections may fill at once (default 2). The agent passes 1 + its free job slots: with every slot
+   * busy the other jobs already share the database's cores, and a split then cost more than it saved (measured:
+   * two 1M-row syncs at a time took ≈ 1 s longer each).
+   */
+  connections?: number;
 }): Promise<{ upserts: number; deletes: number }> {
   const { controlDb: db, tenant, source, schema } = args;
   const sql = diffSql(db);
@@ -111,6 +117,7 @@ export async function computeDiff(args: {
       return n;
     });
   const minRows = Math.max(2, args.splitFillRows ?? SPLIT_FILL_ROWS);
+  const connections = Math.max(1, Math.trunc(args.connections ?? 2));
 
   if (initialSync) {
     await failOnBadKey();
@@ -118,7 +125,7 @@ export async function computeDiff(args: {
     // halves of the key range at once, split at the snapshot's middle key (seq numbers continue across it).
     const [counted] = sql.allUpsertsHalf ? await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.snapshot)}`) : [];
     const rows = Number(counted?.n ?? 0);
-    if (sql.allUpsertsHalf && rows >= minRows) {
+    if (sql.allUpsertsHalf && connections >= 2 && rows >= minRows) {
       const split = Math.floor(rows / 2);
       const [low, high] = await Promise.all([fillOne(sql.allUpsertsHalf(db, tables, schema, 'low', split, entry)), fillOne(sql.allUpsertsHalf(db, tables, schema, 'high', split, entry))]);
       if (low !== split || low + high !== rows) {
@@ -130,15 +137,16 @@ export async function computeDiff(args: {
     }
   } else if (sql.changesPart && tables.held === null) {
     // An incremental diff is one hash join on one core (the key check's index build is short): split it into
-    // parts of staging's key order, two at a time, with at most partRows staging rows each so that each part's
-    // hash stays within the join's memory. Staging is written only by this job's push, under the same lease,
-    // so its key order holds still while the parts read it.
+    // parts of staging's key order with at most partRows staging rows each, so that each part's hash stays
+    // within the join's memory, and (given a second connection) into at least two parts run at once. Staging
+    // is written only by this job's push, under the same lease, so its key order holds still while parts read it.
     const [counted] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.staging)}`);
     const rows = Number(counted?.n ?? 0);
-    if (rows >= minRows) {
-      const parts = Math.max(2, Math.ceil(rows / (args.partRows ?? DIFF_PART_ROWS)));
+    let parts = Math.ceil(rows / Math.max(1, args.partRows ?? DIFF_PART_ROWS));
+    if (connections >= 2 && rows >= minRows) parts = Math.max(2, parts);
+    if (parts >= 2) {
       const at = (i: number) => (i === 0 || i === parts ? null : Math.floor((rows * i) / parts));
-      const queue = new PQueue({ concurrency: 2 });
+      const queue = new PQueue({ concurrency: Math.min(connections, parts) });
       const filled = await Promise.all(
         Array.from({ length: parts }, (_, i) =>
           queue.add(() => fillOne(sql.changesPart!(db, tables, schema, { from: at(i), to: at(i + 1) }, i * PART_SEQ_OFFSET, entry))).catch((error: unknown) => {

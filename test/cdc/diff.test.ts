@@ -203,11 +203,14 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     expect({ upserts: single.upserts, deletes: single.deletes }).toEqual({ upserts: 7, deletes: 3 });
     const whole = await runOnceChanges(cfg.id, first.schema);
     const withoutSeq = <T extends { seq: unknown }>(list: T[]) => list.map(({ seq: _seq, ...rest }) => rest);
-    for (const { partRows, boundaries } of [
-      { partRows: undefined, boundaries: [500] },
-      { partRows: 300, boundaries: [250, 500, 750] },
+    // With one connection, a table within one part is one fill, and a larger one is still diffed in parts, one at a time.
+    for (const { partRows, connections, boundaries } of [
+      { partRows: undefined, connections: 2, boundaries: [500] },
+      { partRows: 300, connections: 2, boundaries: [250, 500, 750] },
+      { partRows: undefined, connections: 1, boundaries: [] },
+      { partRows: 300, connections: 1, boundaries: [250, 500, 750] },
     ]) {
-      const split = await computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, splitFillRows: 2, ...(partRows ? { partRows } : {}) });
+      const split = await computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, splitFillRows: 2, connections, ...(partRows ? { partRows } : {}) });
       expect(split).toEqual({ upserts: 7, deletes: 3 });
       const again = await runOnceChanges(cfg.id, first.schema);
       expect(withoutSeq(again.cells)).toEqual(withoutSeq(whole.cells));
