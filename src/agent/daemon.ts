@@ -194,8 +194,9 @@ export class AgentDaemon {
     const done = (async () => {
       try {
         const { telemetry, rotation } = this.options;
-        // A diff may use a second connection only while this agent has a free job slot (src/cdc/diff.ts).
-        const diffConnections = () => 1 + Math.max(0, config.worker.concurrency - this.active.size);
+        // A diff may use a second connection only while this agent has a free job slot (src/cdc/diff.ts); never
+        // more than two, so that a large table's parts cannot take the control pool from heartbeats and fences.
+        const diffConnections = () => (config.worker.concurrency > this.active.size ? 2 : 1);
         const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal, diffConnections, ...(telemetry ? { telemetry } : {}), ...(rotation ? { rotation } : {}) });
         await queue.complete(job, stats);
         telemetry?.jobSucceeded(job, Date.now() - started, stats);

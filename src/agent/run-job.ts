@@ -50,7 +50,7 @@ export interface JobContext {
   signal: AbortSignal;
   telemetry?: Telemetry;
   rotation?: SecretRotation;
-  /** How many connections the diff may fill with at once (the daemon: 1 + its free job slots); default 2. */
+  /** How many connections the diff may fill with at once (the daemon: 2 while it has a free job slot, else 1); default 2. */
   diffConnections?: () => number;
 }
 

@@ -51,9 +51,9 @@ export async function computeDiff(args: {
   /** Most staging rows per part of a split incremental diff (tests set it low). */
   partRows?: number;
   /**
-   * How many connections may fill at once (default 2). The agent passes 1 + its free job slots: with every slot
-   * busy the other jobs already share the database's cores, and a split then cost more than it saved (measured:
-   * two 1M-row syncs at a time took ≈ 1 s longer each).
+   * How many connections may fill at once (default 2). The agent passes 2 while it has a free job slot, else 1:
+   * with every slot busy the other jobs already share the database's cores, and a split then cost more than it
+   * saved (measured: two 1M-row syncs at a time took ≈ 1 s longer each).
    */
   connections?: number;
 }): Promise<{ upserts: number; deletes: number }> {
