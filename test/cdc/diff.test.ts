@@ -149,17 +149,24 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     expect((await runOnce(src, ctl, TENANT, cfg)).changes).toEqual([]);
   });
 
-  it('an initial fill split over two connections (where the dialect does) numbers and renders exactly as one fill', async () => {
-    const table = 'split_fill';
+  /**
+   * A 1,001-row source for the split fills: a composite key (region, n) whose first column repeats, so that a
+   * split falls inside a run of equal first values.
+   */
+  async function splitSource(table: string): Promise<{ columns: ColumnSpec[]; rows: Cell[][]; cfg: ReturnType<typeof sourceConfig> }> {
     const columns: ColumnSpec[] = [
       { name: 'region', type: { kind: 'string', maxLength: 10 }, nullable: false },
       { name: 'n', type: { kind: 'int32' }, nullable: false },
       { name: 'label', type: { kind: 'string', maxLength: 40 }, nullable: true },
     ];
     await createTable(src, table, columns, ['region', 'n']);
-    // Composite key whose first column repeats, so the split falls inside a run of equal first values.
-    await src.bulkWrite({ name: table }, columns, Array.from({ length: 1001 }, (_, i) => [i % 3 === 0 ? 'eu' : 'us', 1000 - i, i % 7 === 0 ? null : `row ${i}`]));
-    const cfg = sourceConfig(table, { table });
+    const rows: Cell[][] = Array.from({ length: 1001 }, (_, i) => [i % 3 === 0 ? 'eu' : 'us', 1000 - i, i % 7 === 0 ? null : `row ${i}`]);
+    await src.bulkWrite({ name: table }, columns, rows);
+    return { columns, rows, cfg: sourceConfig(table, { table }) };
+  }
+
+  it('an initial fill split over two connections (where the dialect does) numbers and renders exactly as one fill', async () => {
+    const { cfg } = await splitSource('split_fill');
     const first = await runOnce(src, ctl, TENANT, cfg);
     expect(first.upserts).toBe(1001);
     const { changes } = sourceTables(TENANT, cfg.id);
@@ -175,15 +182,7 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
 
   it('an incremental fill split into parts (where the dialect does) finds exactly the single fill\'s changes', async () => {
     const table = 'split_changes';
-    const columns: ColumnSpec[] = [
-      { name: 'region', type: { kind: 'string', maxLength: 10 }, nullable: false },
-      { name: 'n', type: { kind: 'int32' }, nullable: false },
-      { name: 'label', type: { kind: 'string', maxLength: 40 }, nullable: true },
-    ];
-    await createTable(src, table, columns, ['region', 'n']);
-    const rows: Cell[][] = Array.from({ length: 1001 }, (_, i) => [i % 3 === 0 ? 'eu' : 'us', 1000 - i, i % 7 === 0 ? null : `row ${i}`]);
-    await src.bulkWrite({ name: table }, columns, rows);
-    const cfg = sourceConfig(table, { table });
+    const { columns, rows, cfg } = await splitSource(table);
     const first = await runOnce(src, ctl, TENANT, cfg);
     await acknowledge(ctl, TENANT, cfg.id, first.schema);
 
