@@ -13,8 +13,9 @@ if (major < 22 || (major === 22 && minor < 18)) {
 // replaces its own process once (same pid, same stdio) with them in its environment:
 // - V8: on a machine with several GiB, V8 lets its young generation grow to 2 × 64 MiB while a job allocates
 //   quickly (COPY chunks, batch bodies, gzip), and never gives it back: that was ≈ 100 MiB of the agent's RSS
-//   during and after a job. 8 MiB semi-spaces (NODE_OPTIONS) keep it at 16 MiB at no measurable cost in time
-//   (two 1M-row jobs at a time: peak RSS 238 and 251 MB with 8 MiB, 249–261 MB with 16 MiB; agent CPU the same).
+//   during and after a job. 16 MiB semi-spaces (NODE_OPTIONS) keep it at 32 MiB at no measurable cost in time.
+//   8 MiB lowered two-job peaks by 10–20 MB, but both 12 × 1M runs with it had 2–5 × slower snapshot and push
+//   phases in their later syncs and 30–75 % more agent CPU there (docs/benchmarks.md), so 16 stays.
 //   CDC_AGENT_SEMI_SPACE_MB=N picks another size; 0, or a --max-semi-space-size already given, leaves V8's default.
 // - glibc's malloc: every thread that allocates (the libuv pool gzips each batch; V8 has helper threads) may get
 //   an arena of its own, up to 8 per core, and memory freed inside an arena is seldom returned to the system.
@@ -22,7 +23,7 @@ if (major < 22 || (major === 22 && minor < 18)) {
 //   A MALLOC_ARENA_MAX already set is kept; other C libraries ignore the variable.
 /* eslint-disable no-restricted-properties -- the CLI entry itself: these must be in place before the process starts */
 const SEMI = '--max-semi-space-size';
-const semiMb = process.env.CDC_AGENT_SEMI_SPACE_MB ?? '8';
+const semiMb = process.env.CDC_AGENT_SEMI_SPACE_MB ?? '16';
 const given = process.execArgv.some((a) => a.startsWith(SEMI)) || (process.env.NODE_OPTIONS ?? '').includes(SEMI);
 const env = { ...process.env };
 if (!given && /^[1-9]\d*$/.test(semiMb)) env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} ${SEMI}=${semiMb}`.trim();

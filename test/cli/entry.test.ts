@@ -28,11 +28,11 @@ async function images(env: Record<string, string>): Promise<Array<{ pid: number;
 }
 
 describe.skipIf(process.platform !== 'linux')('cdc-agent entry script', () => {
-  it('runs with 8 MiB semi-spaces and two malloc arenas, re-executed once in the same process', async () => {
+  it('runs with 16 MiB semi-spaces and two malloc arenas, re-executed once in the same process', async () => {
     const ran = await images({});
     const last = ran.at(-1)!;
     expect(last.arena).toBe(process.env.MALLOC_ARENA_MAX ?? '2'); // one set around the tests is kept
-    expect(last.options).toContain('--max-semi-space-size=8');
+    expect(last.options).toContain('--max-semi-space-size=16');
     expect(new Set(ran.map((r) => r.pid)).size).toBe(1);
   });
 
