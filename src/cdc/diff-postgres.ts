@@ -64,10 +64,11 @@ export const postgresDiff: DiffSql = {
     // being built); each side of the join reads only the part's key range.
     const ctes: string[] = [];
     const conditions: string[] = [];
-    for (const [name, at, op] of [['lo', part.from, '>='], ['hi', part.to, '<']] as const) {
+    // From the lower boundary on is the upper half of a split there; below the upper one is the lower half.
+    for (const [name, at, half] of [['lo', part.from, 'high'], ['hi', part.to, 'low']] as const) {
       if (at === null) continue;
       ctes.push(`${name} AS MATERIALIZED ${boundary(db, t.staging, schema, at)}`);
-      conditions.push(`ROW(${schema.key.map((k) => db.quote(k)).join(', ')}) ${op} (SELECT * FROM ${name})`);
+      conditions.push(inHalf(db, schema, half, `(SELECT * FROM ${name})`));
     }
     const from = (table: QualifiedName) => (conditions.length ? `(SELECT * FROM ${db.table(table)} WHERE ${conditions.join(' AND ')})` : db.table(table));
     const derived = `${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${fullJoin(db, t, schema, from(t.snapshot), from(t.staging))}`;

@@ -108,7 +108,7 @@ export async function computeDiff(args: {
   const initialSync =
     (await db.query(sql.anyRow(db, names.staging))).length === 0 && (tables.held === null || (await db.query(sql.anyRow(db, tables.held))).length === 0);
   // One fill's transaction: the dialect's settings, the statement, and a commit only once the key check has
-  // passed (so a bad key leaves nothing behind), like the single fill below.
+  // passed (so a bad key leaves nothing behind). A diff is one such fill, or several at once.
   const fillOne = (statement: string) =>
     db.transaction(async (tx) => {
       for (const setting of sql.settings) await tx.execute(setting);
@@ -123,9 +123,10 @@ export async function computeDiff(args: {
     await failOnBadKey();
     // Rendering every entry is most of an initial diff's time, on one core: two connections fill the two
     // halves of the key range at once, split at the snapshot's middle key (seq numbers continue across it).
-    const [counted] = sql.allUpsertsHalf ? await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.snapshot)}`) : [];
+    const maySplit = sql.allUpsertsHalf !== undefined && connections >= 2;
+    const [counted] = maySplit ? await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.snapshot)}`) : [];
     const rows = Number(counted?.n ?? 0);
-    if (sql.allUpsertsHalf && connections >= 2 && rows >= minRows) {
+    if (sql.allUpsertsHalf && maySplit && rows >= minRows) {
       const split = Math.floor(rows / 2);
       const [low, high] = await Promise.all([fillOne(sql.allUpsertsHalf(db, tables, schema, 'low', split, entry)), fillOne(sql.allUpsertsHalf(db, tables, schema, 'high', split, entry))]);
       if (low !== split || low + high !== rows) {
@@ -160,15 +161,8 @@ export async function computeDiff(args: {
       return countChanges();
     }
   }
-  const initial = await db.transaction(async (tx) => {
-    for (const statement of sql.settings) await tx.execute(statement);
-    let result: { upserts: number } | null = null;
-    if (initialSync) result = { upserts: await tx.execute(sql.allUpserts(db, tables, schema, entry)) };
-    else await tx.execute(sql.changes(db, tables, schema, entry));
-    await failOnBadKey();
-    return result;
-  });
-  if (initial) return { upserts: initial.upserts, deletes: 0 };
+  if (initialSync) return { upserts: await fillOne(sql.allUpserts(db, tables, schema, entry)), deletes: 0 };
+  await fillOne(sql.changes(db, tables, schema, entry));
   return countChanges();
 
   async function countChanges(): Promise<{ upserts: number; deletes: number }> {
