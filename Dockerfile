@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
-# cdc-sync-agent: the agent on the official Node.js 24 LTS slim image. Node runs the TypeScript sources
-# directly (type stripping, Node >= 22.18), so the image holds src/ as-is and no build step is needed.
+# cdc-sync-agent: the agent on the official Node.js 24 LTS slim image. The image holds the compiled build
+# (dist/, `npm run build`), not src/: a checkout runs its TypeScript sources through Node's type stripping, whose
+# WebAssembly stripper costs ≈ 30 MB of RSS for the life of the process (docs/benchmarks.md). bin/cdc-agent.js
+# runs dist/ when src/ is absent. test/cli/build.test.ts runs the demo through exactly this layout.
 # Not built on the development machine (no container engine there); CI builds it on every push.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
@@ -13,6 +15,17 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
+# The build: all dependencies (TypeScript and the type packages are devDependencies), then tsc. Run with the
+# image's node, not npm run: --ignore-scripts leaves the pinned `node` devDependency without its binary.
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm \
+    npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN node node_modules/typescript/bin/tsc -p tsconfig.build.json
+
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     CDC_AGENT_CONFIG=/etc/cdc-agent/cdc-agent.yaml
@@ -21,7 +34,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
-COPY src ./src
+COPY --from=build /app/dist ./dist
 COPY sql ./sql
 USER 1000:1000
 # /healthz, /readyz and /metrics (config worker.healthPort).

@@ -1,6 +1,6 @@
 /**
  * `npm run bench` (or `npm run bench -- onboard [--tables 12] [--rows 1000000] [--concurrency 2] [--in-flight 4]
- * [--agent-heap MB] [--profile]`):
+ * [--agent-heap MB] [--profile] [--sources]`):
  * the mission-scale benchmark (issue 10). One PostgreSQL database holds a generated source estate (`--tables`
  * tables × `--rows` rows × 10 business columns), the agent's control tables and the reference receiver's
  * tables; on this one machine it measures
@@ -12,7 +12,8 @@
  *   3. an incremental sync after changing 1 % of every table (0.5 % updates, 0.25 % inserts, 0.25 % deletes);
  *   4. a sync with no changes.
  * Each sync is checked: every job succeeds and the receiver reconciles every run (rows held = source rows).
- * It prints a table and writes .tmp/bench-onboard.json.
+ * The agent and the receiver run from a fresh `npm run build` (dist/), as in the container image; `--sources`
+ * runs them from the TypeScript sources instead. It prints a table and writes .tmp/bench-onboard.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -32,7 +33,7 @@ import { createPushClient } from '../src/push/client.ts';
 import { frameBatch, wireSchema } from '../src/push/contract.ts';
 import { createJobQueue, type JobQueue } from '../src/queue-table/queue.ts';
 import { introspectSource } from '../src/snapshot/introspect.ts';
-import { benchDatabase, report, BARE_SERVER, option, startChild } from './support.ts';
+import { benchDatabase, chooseAgentBuild, report, BARE_SERVER, option, startChild } from './support.ts';
 
 const TENANT = 'bench';
 const TOKEN = 'bench-token';
@@ -148,6 +149,7 @@ export async function run(args: string[]): Promise<void> {
   const rows = option(args, '--rows', 1_000_000);
   const concurrency = option(args, '--concurrency', 2);
   const inFlight = option(args, '--in-flight', 4);
+  const build = await chooseAgentBuild(args);
   const server = await benchDatabase('onboard');
   // The harness's own sessions (generation, raw limits, job polling) are told apart from the agent's.
   const db = await connect({ dialect: 'postgres', url: withApplicationName(server.url, 'cdc-bench'), poolMax: 4 });
@@ -324,7 +326,7 @@ export async function run(args: string[]): Promise<void> {
         note,
       });
     }
-    console.log(`"vs raw" = phase seconds / (raw COPY out + raw COPY in + raw loopback) = ${r2(rawSum)} s; agent concurrency ${concurrency}, ${inFlight} in flight`);
+    console.log(`"vs raw" = phase seconds / (raw COPY out + raw COPY in + raw loopback) = ${r2(rawSum)} s; agent concurrency ${concurrency}, ${inFlight} in flight, agent run from ${build === 'dist' ? 'the build (dist/)' : 'the sources (type stripping)'}`);
     await report('onboard', figures);
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});

@@ -37,5 +37,22 @@ if ((env.NODE_OPTIONS !== process.env.NODE_OPTIONS || env.MALLOC_ARENA_MAX !== p
 }
 /* eslint-enable no-restricted-properties */
 
-const { main } = await import('../src/cli/main.ts');
+// Which code runs (issue 10): the compiled build in dist/ (`npm run build`; the container image holds only that)
+// or the TypeScript sources through Node's type stripping. The stripper is a WebAssembly module whose memory
+// stays for the life of the process: the same daemon holds ≈ 30 MB less RSS from dist/. A checkout runs its
+// sources, so an edit is never shadowed by an old build; CDC_AGENT_BUILD=dist or =src chooses explicitly.
+const { existsSync } = await import('node:fs');
+const built = new URL('../dist/cli/main.js', import.meta.url);
+const sources = new URL('../src/cli/main.ts', import.meta.url);
+// eslint-disable-next-line no-restricted-properties -- the CLI entry itself: chosen before any module loads
+const choice = process.env.CDC_AGENT_BUILD || (existsSync(sources) ? 'src' : 'dist');
+if (choice !== 'src' && choice !== 'dist') {
+  process.stderr.write(`CDC_AGENT_BUILD must be "dist" or "src", not "${choice}".\n`);
+  process.exit(2);
+}
+if (choice === 'dist' && !existsSync(built)) {
+  process.stderr.write(`CDC_AGENT_BUILD=dist but there is no build at ${built.pathname}: run \`npm run build\` first, or unset CDC_AGENT_BUILD to run the sources.\n`);
+  process.exit(2);
+}
+const { main } = await import(choice === 'dist' ? built.href : sources.href);
 process.exitCode = await main(process.argv);
