@@ -152,7 +152,8 @@ export async function run(args: string[]): Promise<void> {
   const build = await chooseAgentBuild(args);
   const server = await benchDatabase('onboard');
   // The harness's own sessions (generation, raw limits, job polling) are told apart from the agent's.
-  const db = await connect({ dialect: 'postgres', url: withApplicationName(server.url, 'cdc-bench'), poolMax: 4 });
+  const harness = () => connect({ dialect: 'postgres', url: withApplicationName(server.url, 'cdc-bench'), poolMax: 4 });
+  let db = await harness();
   const children: ChildProcess[] = [];
   const cleanups: Array<() => Promise<unknown>> = [];
   try {
@@ -224,6 +225,16 @@ export async function run(args: string[]): Promise<void> {
     const bareCpu = (await cpuSeconds(bare.child.pid!)) - bareCpu0;
     client.close();
     await stop(bare.child);
+
+    // The harness's backends end here, not during a measured phase: the postmaster adds an exited backend's whole
+    // CPU (the generation's and raw limits' included) to its reaped total, which would charge it to that phase.
+    await db.close();
+    db = await harness();
+    for (let i = 0; i < 50; i++) {
+      const [{ n }] = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'cdc-bench' AND pid <> pg_backend_pid()`)) as [{ n: number }];
+      if (n === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
 
     // 2–4. The agent against the reference receiver.
     const rx = await startChild(['bin/cdc-agent.js', 'receiver', '--port', '0', '--db', server.url, '--token', `${TENANT}=${TOKEN}`]);

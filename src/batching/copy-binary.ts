@@ -12,7 +12,15 @@ export async function* binaryTuples(input: Readable): AsyncIterable<Array<Buffer
   let buf: Buffer = Buffer.alloc(0);
   let pos = 0;
   let headerDone = false;
+  let trailer = false;
+  // The loop reads on past the trailer to the stream's end: leaving it at the trailer would destroy the stream
+  // before it ends, and a pooled connection whose COPY stream did not end is discarded, not reused (one new
+  // server backend per batch read, measured: 210 backends for one 1M-row onboarding).
   for await (const chunk of input) {
+    if (trailer) {
+      if ((chunk as Buffer).length > 0) throw new Error('binary COPY stream has data after its trailer');
+      continue;
+    }
     buf = pos < buf.length ? Buffer.concat([buf.subarray(pos), chunk as Buffer]) : (chunk as Buffer);
     pos = 0;
     if (!headerDone) {
@@ -26,7 +34,11 @@ export async function* binaryTuples(input: Readable): AsyncIterable<Array<Buffer
     for (;;) {
       if (buf.length - pos < 2) break;
       const fields = buf.readInt16BE(pos);
-      if (fields === -1) return;
+      if (fields === -1) {
+        if (buf.length - pos > 2) throw new Error('binary COPY stream has data after its trailer');
+        trailer = true;
+        break;
+      }
       let p = pos + 2;
       const tuple: Array<Buffer | null> = [];
       let complete = true;
@@ -53,5 +65,5 @@ export async function* binaryTuples(input: Readable): AsyncIterable<Array<Buffer
       yield tuple;
     }
   }
-  throw new Error('binary COPY stream ended without its trailer');
+  if (!trailer) throw new Error('binary COPY stream ended without its trailer');
 }
