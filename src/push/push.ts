@@ -52,6 +52,8 @@ export interface PushRunArgs {
 }
 
 const COMMA = Buffer.from(',');
+/** What a posted body is replaced with in the sender's frame, so that only the client holds it. */
+const RELEASED = Buffer.alloc(0);
 const CLOSE = Buffer.from(']}');
 
 /**
@@ -101,31 +103,8 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     let failure: unknown;
     const stopped = () => failure !== undefined || args.signal?.aborted === true;
 
-    const send = async (batch: RecordedBatch, entries: Buffer[], part: string | undefined): Promise<number> => {
-      if (stopped()) throw failure ?? args.signal?.reason;
-      const key = idempotencyKey(runId, batch.batchNo, part);
-      const body = frameBatchBytes({ runId, mode: args.mode, batch: batch.batchNo, ...(part !== undefined ? { part } : {}), schemaJson }, entries);
-      try {
-        const sent = await client.postBatch(source.id, key, body, { ...(args.signal ? { signal: args.signal } : {}), context });
-        if (sent.body.status === 'duplicate') replays++;
-        return sent.attempts;
-      } catch (error) {
-        if (!(error instanceof PayloadTooLargeError)) throw error;
-        if (entries.length <= 1) {
-          throw new PermanentError(
-            `Batch ${batch.batchNo} of run ${runId} (${tenant.id}/${source.id}) holds a single change of ${error.bytes} bytes, over the receiver's body limit; ` +
-              'raise the receiver limit or exclude the large column.',
-            { cause: error, context },
-          );
-        }
-        const [first, second] = halves(entries);
-        const a = await send(batch, first, part === undefined ? '1' : `${part}.1`);
-        const b = await send(batch, second, part === undefined ? '2' : `${part}.2`);
-        return 1 + a + b;
-      }
-    };
-
-    const pushBatch = async (batch: RecordedBatch): Promise<void> => {
+    /** A batch's change entries as the change table holds them, checked against the recorded row count. */
+    const readEntries = async (batch: RecordedBatch): Promise<Buffer[]> => {
       const entries: Buffer[] = [];
       for await (const change of readChangeBytes(db, tables.changes, schema, { first: batch.firstSeq, last: batch.lastSeq })) entries.push(change.entry);
       if (entries.length !== batch.rows) {
@@ -137,7 +116,53 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
           { context },
         );
       }
-      const attempts = await send(batch, entries, undefined);
+      return entries;
+    };
+
+    const frame = (batch: RecordedBatch, entries: readonly Buffer[], part: string | undefined): Buffer =>
+      frameBatchBytes({ runId, mode: args.mode, batch: batch.batchNo, ...(part !== undefined ? { part } : {}), schemaJson }, entries);
+
+    /**
+     * Posts a framed body (a batch, or a part of one after a 413). The entries are not held while the request is
+     * out (memory, issue 10: they pin the COPY chunks they were read from): a 413 reads them again (`entriesOf`).
+     */
+    const send = async (batch: RecordedBatch, body: Buffer, count: number, part: string | undefined, entriesOf: () => Promise<Buffer[]>): Promise<number> => {
+      if (stopped()) throw failure ?? args.signal?.reason;
+      const key = idempotencyKey(runId, batch.batchNo, part);
+      try {
+        const request = client.postBatch(source.id, key, body, { ...(args.signal ? { signal: args.signal } : {}), context });
+        // The client keeps the body only until it is compressed; this frame would keep it for the whole request.
+        body = RELEASED;
+        const sent = await request;
+        if (sent.body.status === 'duplicate') replays++;
+        return sent.attempts;
+      } catch (error) {
+        if (!(error instanceof PayloadTooLargeError)) throw error;
+        if (count <= 1) {
+          throw new PermanentError(
+            `Batch ${batch.batchNo} of run ${runId} (${tenant.id}/${source.id}) holds a single change of ${error.bytes} bytes, over the receiver's body limit; ` +
+              'raise the receiver limit or exclude the large column.',
+            { cause: error, context },
+          );
+        }
+        const [first, second] = halves(await entriesOf());
+        let attempts = 1;
+        for (const [half, suffix] of [
+          [first, '1'],
+          [second, '2'],
+        ] as const) {
+          const sub = part === undefined ? suffix : `${part}.${suffix}`;
+          attempts += await send(batch, frame(batch, half, sub), half.length, sub, () => Promise.resolve(half));
+        }
+        return attempts;
+      }
+    };
+
+    const framed = async (batch: RecordedBatch): Promise<Buffer> => frame(batch, await readEntries(batch), undefined);
+
+    const pushBatch = async (batch: RecordedBatch): Promise<void> => {
+      // The body goes straight into send, not into a local of this frame, which would hold it while the request is out.
+      const attempts = await send(batch, await framed(batch), batch.rows, undefined, () => readEntries(batch));
       await args.fence((tx) => ackAndApply(db, tx, target, { runId, batchNo: batch.batchNo, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, attempts }));
       acked++;
       rows += batch.rows;
