@@ -10,6 +10,21 @@ import type { NativeColumn, SourceCatalog } from './introspect.ts';
 
 const asText = (q: string) => `${q}::text`;
 
+/**
+ * Dates and timestamps travel in the portable range, years 0001–9999 (SQL Server's, and what the push encoding
+ * spells as YYYY-MM-DD). PostgreSQL also holds infinity, BC dates and later years, which the renderings would
+ * get wrong without a word (to_char gives NULL for infinity and drops the era of a BC date). Such a value fails
+ * the snapshot instead: the cast of a message to the column's type raises a data error (SQLSTATE 22007,
+ * permanent) whose text names the column and the value.
+ */
+function inPortableRange(type: 'date' | 'timestamp' | 'timestamptz'): (q: string) => string {
+  const [low, high] = type === 'timestamptz' ? [`'0001-01-01 00:00:00+00'`, `'10000-01-01 00:00:00+00'`] : [`'0001-01-01'`, `'10000-01-01'`];
+  return (q) => {
+    const message = `'cdc-sync-agent: column ${q.replace(/'/g, "''")} holds ' || ${q}::text || ', outside years 0001-9999, which the agent carries; render it in a query source'`;
+    return `CASE WHEN ${q} IS NULL OR (${q} >= ${low}::${type} AND ${q} < ${high}::${type}) THEN ${q} ELSE (${message})::${type} END`;
+  };
+}
+
 /** Types read through their text form (exact and stable), carried as unlimited strings. */
 const TEXT_RENDERED = new Set(['json', 'jsonb', 'xml', 'inet', 'cidr', 'macaddr', 'macaddr8', 'citext', 'name', '"char"']);
 
@@ -42,7 +57,7 @@ export function mapPostgresType(formatted: string, typtype = 'b'): { type: Colum
     case 'uuid':
       return { type: { kind: 'uuid' } };
     case 'date':
-      return { type: { kind: 'date' } };
+      return { type: { kind: 'date' }, render: inPortableRange('date') };
     case 'numeric':
       return { error: 'numeric without precision and scale has no fixed scale to carry; cast it in a query source, e.g. CAST(col AS numeric(38,10))' };
   }
@@ -56,8 +71,10 @@ export function mapPostgresType(formatted: string, typtype = 'b'): { type: Colum
   if ((m = /^character varying(?:\((\d+)\))?$/.exec(formatted))) return { type: { kind: 'string', maxLength: m[1] ? 2 * Number(m[1]) : null } };
   if ((m = /^character(?:\((\d+)\))?$/.exec(formatted))) return { type: { kind: 'string', maxLength: m[1] ? 2 * Number(m[1]) : 2 } };
   if ((m = /^time(?:\((\d)\))? without time zone$/.exec(formatted))) return { type: { kind: 'time', precision: m[1] ? Number(m[1]) : 6 } };
-  if ((m = /^timestamp(?:\((\d)\))? without time zone$/.exec(formatted))) return { type: { kind: 'timestamp', precision: m[1] ? Number(m[1]) : 6 } };
-  if ((m = /^timestamp(?:\((\d)\))? with time zone$/.exec(formatted))) return { type: { kind: 'timestamptz', precision: m[1] ? Number(m[1]) : 6 } };
+  if ((m = /^timestamp(?:\((\d)\))? without time zone$/.exec(formatted)))
+    return { type: { kind: 'timestamp', precision: m[1] ? Number(m[1]) : 6 }, render: inPortableRange('timestamp') };
+  if ((m = /^timestamp(?:\((\d)\))? with time zone$/.exec(formatted)))
+    return { type: { kind: 'timestamptz', precision: m[1] ? Number(m[1]) : 6 }, render: inPortableRange('timestamptz') };
   return { error: `type ${formatted} cannot be carried losslessly; use a query source that casts it (e.g. CAST(col AS text))` };
 }
 

@@ -157,6 +157,35 @@ describeEachPair('native source types', (sourceDialect, controlDialect) => {
         message: expect.stringMatching(/tenant "natives", source "loose": column "amount": numeric without precision/),
       });
     });
+
+    it('PostgreSQL dates and timestamps: years 0001 and 9999 are carried; infinity, BC and year 10000 fail the run naming the column', async () => {
+      const db = source.db;
+      await db.execute(`CREATE TABLE spans (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz)`);
+      await db.execute(
+        `INSERT INTO spans VALUES (1, '0001-01-01', '0001-01-01 00:00:00', '0001-01-01 00:00:00+00'), (2, '9999-12-31', '9999-12-31 23:59:59.999999', '9999-12-31 23:59:59.999999+00'), (3, NULL, NULL, NULL)`,
+      );
+      const run = await runOnce(db, control.db, 'spans', sourceConfig('spans', { table: 'spans' }));
+      expect(run.changes.map((c) => c.row)).toEqual([
+        [1, '0001-01-01', '0001-01-01T00:00:00.000000', '0001-01-01T00:00:00.000000+00:00'],
+        [2, '9999-12-31', '9999-12-31T23:59:59.999999', '9999-12-31T23:59:59.999999+00:00'],
+        [3, null, null, null],
+      ]);
+      for (const [column, value] of [
+        ['d', `'infinity'`],
+        ['d', `'0044-03-15 BC'`],
+        ['ts', `'-infinity'`],
+        ['ts', `'10000-01-01 00:00:00'`],
+        ['tz', `'infinity'`],
+        ['tz', `'0001-01-01 00:00:00+01'`],
+      ] as const) {
+        await db.execute(`INSERT INTO spans (id, ${column}) VALUES (4, ${value})`);
+        await expect(runOnce(db, control.db, 'spans', sourceConfig('spans', { table: 'spans' }))).rejects.toMatchObject({
+          retryable: false,
+          message: expect.stringContaining(`column "${column}" holds`),
+        });
+        await db.execute(`DELETE FROM spans WHERE id = 4`);
+      }
+    });
   } else {
     it('SQL Server money, datetime, smalldatetime, datetimeoffset, nchar, ntext, text, image, xml, rowversion and hierarchyid are carried exactly; sql_variant is refused by name', async () => {
       const db = source.db;
