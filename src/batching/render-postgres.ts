@@ -42,14 +42,13 @@ function floatJson(t: string): string {
 }
 
 /**
- * A timestamp as `YYYY-MM-DDTHH:MM:SS` plus `precision` fractional digits: one to_char with microseconds, cut to
- * length (a second to_char for the fraction cost ≈ 0.35 s per 1M rows). The cut counts on four-digit years,
- * which the sources guarantee: SQL Server's types end at 9999 and PostgreSQL sources are checked for years
- * 0001–9999 (src/snapshot/introspect-postgres.ts).
+ * A timestamp as `YYYY-MM-DDTHH:MM:SS` plus `precision` fractional digits: one to_char with microseconds, with
+ * the digits beyond the precision (and the point, at 0) cut off its end, so the year's width does not matter
+ * (a second to_char for the fraction cost ≈ 0.35 s per 1M rows).
  */
 function isoTimestamp(value: string, precision: number): string {
   const full = `to_char(${value}, 'YYYY-MM-DD"T"HH24:MI:SS.US')`;
-  return precision === 6 ? full : `left(${full}, ${precision === 0 ? 19 : 20 + precision})`;
+  return precision === 6 ? full : `left(${full}, -${precision === 0 ? 7 : 6 - precision})`;
 }
 
 /** The JSON value of one column of the change table (never NULL: SQL NULL becomes `null`). */
