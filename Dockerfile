@@ -11,7 +11,8 @@ ARG NODE_IMAGE=node:24-bookworm-slim
 # (pg and tedious are pure JavaScript), and none should run at build time.
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
-COPY package.json package-lock.json ./
+# .npmrc: legacy-peer-deps, without which npm ci refuses the lockfile (a devDependency's peer is not in it).
+COPY package.json package-lock.json .npmrc ./
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
@@ -19,7 +20,7 @@ RUN --mount=type=cache,target=/root/.npm \
 # image's node, not npm run: --ignore-scripts leaves the pinned `node` devDependency without its binary.
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./

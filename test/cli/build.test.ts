@@ -6,7 +6,7 @@
  * dependency, so the demo gets the tests' server.)
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -58,4 +58,23 @@ describe('cdc-agent from the compiled build (the image layout)', () => {
     expect(result.stdout).toContain('Every dataset at the receiver equals its source ✓');
     expect(result.code).toBe(0);
   }, 300_000);
+});
+
+describe('Dockerfile and its build context', () => {
+  it('copies only what .dockerignore lets into the context, and gives npm ci the .npmrc it needs', async () => {
+    const dockerfile = await readFile(path.join(ROOT, 'Dockerfile'), 'utf8');
+    const ignore = (await readFile(path.join(ROOT, '.dockerignore'), 'utf8')).split('\n').map((l) => l.trim());
+    // The context starts empty ('*') and names what it admits ('!name' or '!name/').
+    expect(ignore).toContain('*');
+    const admitted = new Set(ignore.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, '')));
+    const sources = dockerfile
+      .split('\n')
+      .filter((l) => /^COPY\s/.test(l) && !l.includes('--from='))
+      .flatMap((l) => l.trim().split(/\s+/).slice(1, -1));
+    expect(sources.length).toBeGreaterThan(0);
+    expect(sources.filter((source) => !admitted.has(source))).toEqual([]);
+    // Every stage that runs npm ci has the repository's .npmrc (legacy-peer-deps): without it npm ci refuses the lockfile.
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    for (const stage of stages.filter((st) => st.includes('npm ci'))) expect(stage).toMatch(/^COPY [^\n]*\.npmrc/m);
+  });
 });
