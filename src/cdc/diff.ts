@@ -123,12 +123,12 @@ export async function computeDiff(args: {
     await failOnBadKey();
     // Rendering every entry is most of an initial diff's time, on one core: two connections fill the two
     // halves of the key range at once, split at the snapshot's middle key (seq numbers continue across it).
-    const maySplit = sql.allUpsertsHalf !== undefined && connections >= 2;
-    const [counted] = maySplit ? await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.snapshot)}`) : [];
+    const half = connections >= 2 ? sql.allUpsertsHalf : undefined;
+    const [counted] = half ? await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.snapshot)}`) : [];
     const rows = Number(counted?.n ?? 0);
-    if (sql.allUpsertsHalf && maySplit && rows >= minRows) {
+    if (half && rows >= minRows) {
       const split = Math.floor(rows / 2);
-      const [low, high] = await Promise.all([fillOne(sql.allUpsertsHalf(db, tables, schema, 'low', split, entry)), fillOne(sql.allUpsertsHalf(db, tables, schema, 'high', split, entry))]);
+      const [low, high] = await Promise.all([fillOne(half(db, tables, schema, 'low', split, entry)), fillOne(half(db, tables, schema, 'high', split, entry))]);
       if (low !== split || low + high !== rows) {
         throw new TransientError(`${where(tenant, source)}: the change table's two halves hold ${low} + ${high} rows, expected ${split} + ${rows - split}; the diff will be retried.`, {
           context: { tenant, source: source.id },
