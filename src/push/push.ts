@@ -145,16 +145,14 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
             { cause: error, context },
           );
         }
-        const [first, second] = halves(await entriesOf());
-        let attempts = 1;
-        for (const [half, suffix] of [
-          [first, '1'],
-          [second, '2'],
-        ] as const) {
+        const sendHalf = (half: Buffer[], suffix: '1' | '2') => {
           const sub = part === undefined ? suffix : `${part}.${suffix}`;
-          attempts += await send(batch, frame(batch, half, sub), half.length, sub, () => Promise.resolve(half));
-        }
-        return attempts;
+          return send(batch, frame(batch, half, sub), half.length, sub, () => Promise.resolve(half));
+        };
+        const [first, second] = halves(await entriesOf());
+        const a = await sendHalf(first, '1');
+        const b = await sendHalf(second, '2');
+        return 1 + a + b;
       }
     };
 
