@@ -30,7 +30,7 @@ import { withApplicationName } from '../src/dialect/postgres.ts';
 import type { Db } from '../src/dialect/types.ts';
 import { migrate } from '../src/migrations/migrate.ts';
 import { createPushClient } from '../src/push/client.ts';
-import { frameBatch, wireSchema } from '../src/push/contract.ts';
+import { frameBatch, wireSchema } from '../src/contract/wire.ts';
 import { createJobQueue, type JobQueue } from '../src/queue-table/queue.ts';
 import { introspectSource } from '../src/snapshot/introspect.ts';
 import { benchDatabase, chooseAgentBuild, report, BARE_SERVER, option, startChild } from './support.ts';

@@ -17,7 +17,7 @@ import { connect } from '../src/dialect/connect.ts';
 import type { Cell, ColumnSpec } from '../src/dialect/types.ts';
 import { migrate } from '../src/migrations/migrate.ts';
 import { createPushClient } from '../src/push/client.ts';
-import { frameBatch, wireSchema } from '../src/push/contract.ts';
+import { frameBatch, wireSchema } from '../src/contract/wire.ts';
 import { pushRun } from '../src/push/push.ts';
 import type { SourceSchema } from '../src/snapshot/schema.ts';
 import { sourceTables } from '../src/snapshot/source-tables.ts';

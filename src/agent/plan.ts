@@ -8,7 +8,7 @@ import { computeDiff } from '../cdc/diff.ts';
 import type { CompiledConfig } from '../config/load.ts';
 import type { Db } from '../dialect/types.ts';
 import { TransientError } from '../errors/errors.ts';
-import { encodeCell } from '../push/contract.ts';
+import { encodeCell } from '../contract/wire.ts';
 import type { JobQueue } from '../queue-table/queue.ts';
 import { introspectSource } from '../snapshot/introspect.ts';
 import { describeDrift, parseSchemaJson, schemaFingerprint } from '../snapshot/schema.ts';

@@ -91,7 +91,7 @@ export async function cutBatches(args: {
   // One entry per batch stays in memory, never the rows.
   const plans: BatchPlan[] = [];
   for await (const change of readChangeSizes(db, changes, args.schema)) {
-    // Each entry plus its separating comma (entryBytes in src/push/contract.ts).
+    // Each entry plus its separating comma (entryBytes in src/contract/wire.ts).
     const closed = cutter.add(change.seq, change.bytes + 1, change.op);
     if (closed) plans.push(closed);
   }

@@ -4,7 +4,7 @@
  * size the cutter measured is the size the push sends.
  */
 import type { Cell, ColumnSpec, Db, DialectName, QualifiedName } from '../dialect/types.ts';
-import { encodeChange } from '../push/contract.ts';
+import { encodeChange } from '../contract/wire.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { binaryTuples } from './copy-binary.ts';
 import { entrySql } from './render-postgres.ts';

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { parseQualifiedName } from '../dialect/identifiers.ts';
 import type { Db } from '../dialect/types.ts';
-import { encodeCell } from '../push/contract.ts';
+import { encodeCell } from '../contract/wire.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 
 export interface Verification {

@@ -14,7 +14,7 @@ import pRetry from 'p-retry';
 import type { TenantConfig } from '../config/schema.ts';
 import { CdcError, type ErrorContext } from '../errors/errors.ts';
 import { classifyError, classifyHttpStatus } from '../errors/classify.ts';
-import { batchesPath, completePath, type BatchAccepted, type CompleteBody, type RunCompleted } from './contract.ts';
+import { batchesPath, completePath, type BatchAccepted, type CompleteBody, type RunCompleted } from '../contract/wire.ts';
 import { PayloadTooLargeError, PushRejectedError, PushUnavailableError, parseRetryAfter } from './errors.ts';
 
 const gzipAsync = promisify(gzip);

@@ -14,7 +14,7 @@ import { PermanentError, TransientError, type ErrorContext } from '../errors/err
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
 import { createPushClient, type PushClient } from './client.ts';
-import { frameBatch, idempotencyKey, wireSchema, type PushMode } from './contract.ts';
+import { frameBatch, idempotencyKey, wireSchema, type PushMode } from '../contract/wire.ts';
 import { PayloadTooLargeError } from './errors.ts';
 import { ackAndApply } from './staging.ts';
 

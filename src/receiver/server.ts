@@ -10,7 +10,7 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { connect } from '../dialect/connect.ts';
 import { withApplicationName } from '../dialect/postgres.ts';
 import type { Db } from '../dialect/types.ts';
-import { idempotencyKey, type BatchBody, type CompleteBody } from '../push/contract.ts';
+import { idempotencyKey, type BatchBody, type CompleteBody } from '../contract/wire.ts';
 import { FaultInjector, type FaultOptions } from './faults.ts';
 import { rowSlices } from './slice.ts';
 import { ReceiverConflict, ReceiverStore } from './store.ts';

@@ -12,7 +12,7 @@ import { PostgresDb } from '../dialect/postgres.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
 import { toCdcError } from '../errors/classify.ts';
 import type { RowSlices } from './slice.ts';
-import type { BatchBody, CompleteBody, PushMode, WireColumn, WireValue } from '../push/contract.ts';
+import type { BatchBody, CompleteBody, PushMode, WireColumn, WireValue } from '../contract/wire.ts';
 
 export class ReceiverConflict extends Error {
   readonly status: number;

@@ -2,7 +2,7 @@
  * Strict validation of Data Push API requests: JSON schemas for the structure (checked by fastify's ajv
  * before a handler runs) and value checks against the batch's own schema block. Every refusal says where.
  */
-import { ID_PATTERN, PART_PATTERN, type BatchBody, type WireColumn, type WireValue } from '../push/contract.ts';
+import { ID_PATTERN, PART_PATTERN, type BatchBody, type WireColumn, type WireValue } from '../contract/wire.ts';
 
 const TYPE_KINDS = ['boolean', 'int16', 'int32', 'int64', 'decimal', 'float32', 'float64', 'string', 'binary', 'uuid', 'date', 'time', 'timestamp', 'timestamptz'];
 const MODES = ['initial', 'incremental', 'resync'];

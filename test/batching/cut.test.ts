@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { cutAll } from '../../src/batching/cut.ts';
-import { encodeCell, encodeChange } from '../../src/push/contract.ts';
+import { encodeCell, encodeChange } from '../../src/contract/wire.ts';
 import { parseRetryAfter } from '../../src/push/errors.ts';
 import { halves } from '../../src/push/push.ts';
 

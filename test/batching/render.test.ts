@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { changeEncoder, keyIndexes, readChangeBytes, readChanges, readChangeSizes } from '../../src/batching/change-set.ts';
 import type { Cell, ColumnSpec } from '../../src/dialect/types.ts';
-import { encodeChange, frameBatch } from '../../src/push/contract.ts';
+import { encodeChange, frameBatch } from '../../src/contract/wire.ts';
 import { frameBatchBytes } from '../../src/push/push.ts';
 import type { SourceSchema } from '../../src/snapshot/schema.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';

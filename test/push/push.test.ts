@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cutBatches, listBatches } from '../../src/batching/batches.ts';
 import type { Cell } from '../../src/dialect/types.ts';
 import { LeaseLostError } from '../../src/errors/errors.ts';
-import { encodeCell } from '../../src/push/contract.ts';
+import { encodeCell } from '../../src/contract/wire.ts';
 import { createPushClient } from '../../src/push/client.ts';
 import { pushRun, type Fence } from '../../src/push/push.ts';
 import { startReceiver, type ObservedRequest, type Receiver } from '../../src/receiver/server.ts';

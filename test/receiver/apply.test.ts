@@ -1,6 +1,6 @@
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { frameBatch, wireSchema } from '../../src/push/contract.ts';
+import { frameBatch, wireSchema } from '../../src/contract/wire.ts';
 import { startReceiver, type Receiver } from '../../src/receiver/server.ts';
 import type { SourceSchema } from '../../src/snapshot/schema.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
