@@ -191,18 +191,28 @@ export class AgentDaemon {
     }, config.worker.heartbeatMs);
     log.info({ attempt: job.attempts, phase: job.phase }, 'job claimed');
     const started = Date.now();
+    // The run this attempt works on: the claimed one when resumed, else the fresh one runJob starts.
+    let runId = job.runId;
     const done = (async () => {
       try {
         const { telemetry, rotation } = this.options;
         // A diff may use a second connection only while this agent has a free job slot (src/cdc/diff.ts); never
         // more than two, so that a large table's parts cannot take the control pool from heartbeats and fences.
         const diffConnections = () => (config.worker.concurrency > this.active.size ? 2 : 1);
-        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal, diffConnections, ...(telemetry ? { telemetry } : {}), ...(rotation ? { rotation } : {}) });
-        await queue.complete(job, stats);
+        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal, diffConnections, onRunId: (id) => (runId = id), ...(telemetry ? { telemetry } : {}), ...(rotation ? { rotation } : {}) });
+        // The mismatch policy's resync is enqueued with the completion, in one transaction (src/agent/run-job.ts).
+        const next = stats.unreconciled?.action === 'resync' ? { tenant: job.tenant, source: job.source, kind: 'resync' as const, maxAttempts: config.worker.maxAttempts } : undefined;
+        const followUp = await queue.complete(job, stats, next);
         telemetry?.jobSucceeded(job, Date.now() - started, stats);
-        log.info({ ms: Date.now() - started, upserts: stats.upserts, deletes: stats.deletes, batches: stats.batches }, 'job succeeded');
+        const summary = { ms: Date.now() - started, mode: stats.mode, upserts: stats.upserts, deletes: stats.deletes, batches: stats.batches };
+        if (stats.unreconciled) {
+          const resync = followUp?.jobId ?? followUp?.existingJobId;
+          log.warn({ ...summary, problems: stats.unreconciled.problems, action: stats.unreconciled.action, ...(resync ? { resyncJobId: resync } : {}) }, 'job finished unreconciled');
+        } else {
+          log.info(summary, 'job succeeded');
+        }
       } catch (error) {
-        await this.settleFailure(job, error, abort.signal, log, Date.now() - started);
+        await this.settleFailure(job, runId, error, abort.signal, log, Date.now() - started);
       } finally {
         clearInterval(heartbeat);
         this.active.delete(job.id);
@@ -212,7 +222,7 @@ export class AgentDaemon {
     this.active.set(job.id, { job, abort, done });
   }
 
-  private async settleFailure(job: ClaimedJob, error: unknown, signal: AbortSignal, log: Logger, ms: number): Promise<void> {
+  private async settleFailure(job: ClaimedJob, runId: string | null, error: unknown, signal: AbortSignal, log: Logger, ms: number): Promise<void> {
     const reason = signal.aborted ? signal.reason : undefined;
     const telemetry = this.options.telemetry;
     if (error instanceof LeaseLostError || reason instanceof LeaseLostError) {
@@ -230,7 +240,8 @@ export class AgentDaemon {
     try {
       const outcome = await this.options.queue.fail(job, error);
       telemetry?.jobFailed(job, ms, error, outcome.status === 'dead' ? 'dead' : 'retrying');
-      if (job.runId) await new RunLedger(this.options.controlDb).fail(job.runId, message).catch(() => {});
+      // A dead-lettered job's run ends failed with its error; a retried one stays running (it may resume).
+      if (runId && outcome.status === 'dead') await new RunLedger(this.options.controlDb).fail(runId, message).catch(() => {});
       if (outcome.status === 'dead') log.error({ err: error }, 'job dead-lettered; fix the cause, then `cdc-agent jobs retry-dead`');
       else log.warn({ err: error, runAfter: outcome.runAfter }, 'job failed; retrying later');
     } catch (failError) {

@@ -13,6 +13,8 @@ export interface Followed {
 
 export interface FollowResult {
   succeeded: Followed[];
+  /** Finished, but the receiver answered the completion with a mismatch: never reported as succeeded. */
+  unreconciled: Array<Followed & { problems: string[]; action: string }>;
   failed: Array<Followed & { error: string; status: string }>;
 }
 
@@ -30,7 +32,7 @@ export async function followJobs(
   options: { tty: boolean; write: (line: string) => void; pollMs?: number; timeoutMs?: number },
 ): Promise<FollowResult> {
   const pending = new Map(jobs.map((j) => [j.jobId, j]));
-  const result: FollowResult = { succeeded: [], failed: [] };
+  const result: FollowResult = { succeeded: [], unreconciled: [], failed: [] };
   const started = Date.now();
   const bars = options.tty
     ? new cliProgress.MultiBar(
@@ -55,7 +57,12 @@ export async function followJobs(
           if (lastLine.get(view.id) !== line) options.write(line);
           lastLine.set(view.id, line);
         }
-        if (view.status === 'succeeded') {
+        const unreconciled = (view.stats as { unreconciled?: { problems: string[]; action: string } } | null)?.unreconciled;
+        if (view.status === 'succeeded' && unreconciled) {
+          pending.delete(view.id);
+          result.unreconciled.push({ ...followed, problems: unreconciled.problems, action: unreconciled.action });
+          if (!options.tty) options.write(`${followed.tenant}/${followed.source}: done, unreconciled`);
+        } else if (view.status === 'succeeded') {
           pending.delete(view.id);
           result.succeeded.push(followed);
           if (!options.tty) options.write(`${followed.tenant}/${followed.source}: done`);

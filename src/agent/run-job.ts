@@ -11,6 +11,7 @@ import type { Db } from '../dialect/types.ts';
 import { PermanentError } from '../errors/errors.ts';
 import { countChanges, cutBatches } from '../batching/batches.ts';
 import { computeDiff } from '../cdc/diff.ts';
+import type { PushMode } from '../contract/wire.ts';
 import { pushRun } from '../push/push.ts';
 import type { ClaimedJob, JobQueue } from '../queue-table/queue.ts';
 import { introspectSource } from '../snapshot/introspect.ts';
@@ -26,6 +27,9 @@ import { checkDeleteGuardrail } from './delete-guardrail.ts';
 
 export type Phase = 'snapshot' | 'diff' | 'batch' | 'push' | 'done';
 
+/** What follows a run the receiver did not reconcile (source policy `onMismatch`, one resync per period). */
+export type MismatchAction = 'resync' | 'alert' | 'resync_suppressed';
+
 export interface RunStats {
   phase: Phase;
   sourceRows?: number;
@@ -37,6 +41,10 @@ export interface RunStats {
   rowsPushed?: number;
   schemaChanged?: boolean;
   startedAt?: string;
+  /** The run's mode as pushed (docs/data-push-api.md "Modes"): decided when the run starts, kept on resume. */
+  mode?: PushMode;
+  /** Set when the receiver answered the completion with a mismatch: the run is `unreconciled`. */
+  unreconciled?: { problems: string[]; action: MismatchAction };
   [key: string]: unknown;
 }
 
@@ -50,6 +58,8 @@ export interface JobContext {
   signal: AbortSignal;
   telemetry?: Telemetry;
   rotation?: SecretRotation;
+  /** Told the run's id as soon as it is known (a fresh run's is new), so a failure can be recorded on the run. */
+  onRunId?: (runId: string) => void;
   /** How many connections the diff may fill with at once (the daemon: 2 while it has a free job slot, else 1); default 2. */
   diffConnections?: () => number;
 }
@@ -82,6 +92,12 @@ async function explainLoginFailure<T>(tenant: string, source: SourceConfig, fn: 
     );
   }
 }
+
+const ACTION_TEXT: Record<MismatchAction, string> = {
+  resync: 'a resync of the source is enqueued (onMismatch: resync)',
+  alert: 'nothing is enqueued (onMismatch: alert); run `cdc-agent verify` and `cdc-agent resync` to repair it',
+  resync_suppressed: 'no resync is enqueued: one already ran within mismatchResyncEvery; run `cdc-agent verify` to find the difference',
+};
 
 export function newRunId(now = new Date()): string {
   return `${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(4).toString('hex')}`;
@@ -136,12 +152,18 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
   }
   const runId = resumable ? job.runId! : newRunId();
   let stats: RunStats = resumable && job.stats ? ({ ...(job.stats as RunStats) } as RunStats) : { phase: 'snapshot', startedAt: new Date().toISOString() };
-  const runLog = log.child({ runId, phase: stats.phase });
+  // The mode tells the receiver what the run is (docs/data-push-api.md "Modes"): a source's first run that
+  // succeeds is `initial` whatever enqueued it, an operator's or the mismatch policy's re-send is `resync`
+  // (so is a re-send after schema drift, below), the rest `incremental`. A resumed run keeps its mode.
+  let mode: PushMode = stats.mode ?? (job.kind === 'resync' ? 'resync' : (await ledger.everSynced(tenant.id, source.id)) ? 'incremental' : 'initial');
+  stats.mode = mode;
+  ctx.onRunId?.(runId);
+  const runLog = log.child({ runId });
   const labels = { tenant: tenant.id, source: source.id };
 
   if (!resumable) {
     if (job.runId) await ledger.abandon(job.runId, abandonReason);
-    await ledger.start({ runId, jobId: job.id, tenant: tenant.id, source: source.id, mode: job.kind });
+    await ledger.start({ runId, jobId: job.id, tenant: tenant.id, source: source.id, mode });
     await queue.setProgress(job, { phase: 'snapshot', runId, stats });
   } else {
     runLog.info({ phase: job.phase }, 'resuming run taken over from another worker');
@@ -165,8 +187,16 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     });
     schema = described;
     const { drift } = await prepareTables({ controlDb, tenant: tenant.id, source, schema, runId });
-    if (drift) runLog.warn({ changes: drift.changes }, 'schema changed at the source; re-sending every row in the new shape');
-    if (drift) ctx.telemetry?.schemaChanged(labels, drift.changes);
+    if (drift) {
+      runLog.warn({ changes: drift.changes }, 'schema changed at the source; re-sending every row in the new shape (a resync run)');
+      ctx.telemetry?.schemaChanged(labels, drift.changes);
+      // A drift re-send is a resync, unless it is the source's first success (then it stays initial).
+      if (mode === 'incremental') {
+        mode = 'resync';
+        stats.mode = mode;
+        await ledger.mode(runId, mode);
+      }
+    }
     checkAbort();
     const started = Date.now();
     const snap = await takeSnapshot({
@@ -192,7 +222,9 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
   if (stats.phase === 'diff') {
     checkAbort();
     const started = Date.now();
-    const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema, ...(ctx.diffConnections ? { connections: ctx.diffConnections() } : {}) });
+    // A full run (initial, resync) re-sends every current row; the receiver drops what it held and did not get
+    // again when the run completes (docs/data-push-api.md "Modes").
+    const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema, everyRow: mode !== 'incremental', ...(ctx.diffConnections ? { connections: ctx.diffConnections() } : {}) });
     runLog.info({ ...diff, ms: Date.now() - started }, 'diff computed');
     ctx.telemetry?.diffComputed(labels, diff.upserts, diff.deletes);
     // Before anything is batched: a mass delete stops here, staging untouched, unless confirmed for this job.
@@ -226,7 +258,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       tenant,
       source,
       runId,
-      mode: job.kind,
+      mode,
       schema,
       sourceRows: stats.sourceRows ?? 0,
       fence: (fn) => queue.fenced(job, fn),
@@ -237,8 +269,22 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     ctx.telemetry?.pushed(labels, pushed.batches, Date.now() - started);
     ctx.telemetry?.dependency({ type: 'HTTP', name: `push ${tenant.id}/${source.id}`, target: new URL(tenant.push.url).host, data: tenant.push.url, durationMs: Date.now() - started, success: true, properties: labels });
     stats = { ...stats, batches: pushed.batches, batchesAcked: pushed.batches };
-    await queue.fenced(job, (tx) => ledger.finish(runId, 'succeeded', stats, tx));
+    if (pushed.completion.status === 'mismatch') {
+      const problems = pushed.completion.problems.length > 0 ? pushed.completion.problems : ['the receiver answered mismatch without naming a problem'];
+      const action: MismatchAction =
+        source.onMismatch === 'alert' ? 'alert' : (await ledger.resyncSince(tenant.id, source.id, source.mismatchResyncEvery)) ? 'resync_suppressed' : 'resync';
+      stats.unreconciled = { problems, action };
+      runLog.error({ problems, action }, `the receiver did not reconcile run ${runId}: ${problems.join('; ')}; ${ACTION_TEXT[action]}`);
+      ctx.telemetry?.runUnreconciled(labels, { runId, mode, problems, action });
+      await queue.fenced(job, async (tx) => {
+        await ledger.finish(runId, 'unreconciled', stats, tx, undefined, problems);
+        await ledger.recordUnreconciled(tx, { runId, tenant: tenant.id, source: source.id, problems, action });
+      });
+    } else {
+      await queue.fenced(job, (tx) => ledger.finish(runId, 'succeeded', stats, tx));
+    }
     await recordSourceState({
+      reconciled: stats.unreconciled === undefined,
       controlDb,
       tenant: tenant.id,
       source: source.id,

@@ -13,7 +13,10 @@ export interface SourceStatus {
   lastSuccessAt: string | null;
   /** Seconds since the last successful run, null when never synced. */
   lagSeconds: number | null;
-  lastRun: null | { runId: string; mode: string; status: string; phase: string; sourceRows: number | null; upserts: number | null; deletes: number | null; batches: number | null; startedAt: string; finishedAt: string | null; error: string | null };
+  lastRun: null | { runId: string; mode: string; status: string; phase: string; sourceRows: number | null; upserts: number | null; deletes: number | null; batches: number | null; startedAt: string; finishedAt: string | null; error: string | null;
+    /** The receiver's reconciliation problems when `status` is `unreconciled`, else null. */
+    problems: string[] | null;
+  };
   running: null | { jobId: string; owner: string | null; phase: string | null; leaseUntil: string | null };
   queued: number;
   dead: number;
@@ -80,12 +83,15 @@ export async function collectStatus(config: CompiledConfig, controlDb: Db, queue
               startedAt: iso(run.started_at)!,
               finishedAt: iso(run.finished_at),
               error: run.error === null || run.error === undefined ? null : String(run.error),
+              problems: typeof run.problems === 'string' ? (JSON.parse(run.problems) as string[]) : null,
             }
           : null,
         running: running ? { jobId: running.id, owner: running.owner ?? null, phase: running.phase ?? null, leaseUntil: iso(running.leaseUntil) } : null,
         queued,
         dead: dead.length,
-        lastError: dead[0]?.lastError ?? (run && run.status === 'failed' ? String(run.error) : null),
+        lastError:
+          dead[0]?.lastError ??
+          (run && run.status === 'failed' ? String(run.error) : run && run.status === 'unreconciled' && typeof run.problems === 'string' ? `receiver did not reconcile: ${(JSON.parse(run.problems) as string[]).join('; ')}` : null),
       });
     }
   }

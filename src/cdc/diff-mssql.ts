@@ -47,12 +47,12 @@ export const mssqlDiff: DiffSql = {
     return numbered(db, t, schema, `SELECT 'U' AS op, ${cols} FROM ${db.table(t.snapshot)}`, { tablock: ' WITH (TABLOCK)', ...(entry ? { entry } : {}) });
   },
 
-  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string {
+  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string, everyRow = false): string {
     const first = db.quote(schema.key[0]!);
     const equal = schema.columns.map((c) => columnEqual(db, c)).join(' AND ');
     const derived =
       `SELECT ${fullJoinSelect(db, schema)} FROM ${db.table(t.snapshot)} AS s FULL OUTER JOIN ${db.table(t.staging)} AS t ON ${keyJoin(db, schema, 's', 't')}` +
-      ` WHERE s.${first} IS NULL OR t.${first} IS NULL OR NOT (${equal})` +
+      (everyRow ? '' : ` WHERE s.${first} IS NULL OR t.${first} IS NULL OR NOT (${equal})`) +
       heldDeletes(db, t, schema);
     return numbered(db, t, schema, derived, { tablock: ' WITH (TABLOCK)', ...(entry ? { entry } : {}) });
   },

@@ -53,11 +53,11 @@ export const postgresDiff: DiffSql = {
     });
   },
 
-  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string {
-    return numbered(db, t, schema, fullJoin(db, t, schema, db.table(t.snapshot), db.table(t.staging)), entry ? { entry } : {});
+  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string, everyRow = false): string {
+    return numbered(db, t, schema, fullJoin(db, t, schema, db.table(t.snapshot), db.table(t.staging), everyRow), entry ? { entry } : {});
   },
 
-  changesPart(db: Db, t: DiffTables, schema: SourceSchema, part: KeyRange, seqOffset: number, entry?: string): string {
+  changesPart(db: Db, t: DiffTables, schema: SourceSchema, part: KeyRange, seqOffset: number, entry?: string, everyRow = false): string {
     // Held keys (after a drift rebuild) are diffed in one fill only.
     if (t.held) throw new Error('changesPart: a diff with held keys is not split');
     // The part's boundaries are read once each, through staging's primary key (the snapshot's index is still
@@ -71,7 +71,7 @@ export const postgresDiff: DiffSql = {
       conditions.push(inHalf(db, schema, half, `(SELECT * FROM ${name})`));
     }
     const from = (table: QualifiedName) => (conditions.length ? `(SELECT * FROM ${db.table(table)} WHERE ${conditions.join(' AND ')})` : db.table(table));
-    const derived = `${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${fullJoin(db, t, schema, from(t.snapshot), from(t.staging))}`;
+    const derived = `${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${fullJoin(db, t, schema, from(t.snapshot), from(t.staging), everyRow)}`;
     return numbered(db, t, schema, derived, { ...(entry ? { entry } : {}), ...(seqOffset > 0 ? { seqOffset } : {}) });
   },
 };
@@ -91,14 +91,17 @@ function inHalf(db: Db, schema: SourceSchema, half: KeyHalf, bound: string): str
   return `ROW(${schema.key.map((k) => db.quote(k)).join(', ')}) ${half === 'low' ? '<' : '>='} ${bound}`;
 }
 
-/** Snapshot `s` vs staging `t` by key: changed or new rows as 'U', vanished keys as 'D', plus held-key deletes. */
-function fullJoin(db: Db, t: DiffTables, schema: SourceSchema, snapshot: string, staging: string): string {
+/**
+ * Snapshot `s` vs staging `t` by key: changed or new rows as 'U', vanished keys as 'D', plus held-key deletes.
+ * With `everyRow`, unchanged rows are upserts too (a full run re-sends every row).
+ */
+function fullJoin(db: Db, t: DiffTables, schema: SourceSchema, snapshot: string, staging: string, everyRow: boolean): string {
   const first = db.quote(schema.key[0]!);
   const rest = schema.columns.filter((c) => !schema.key.includes(c.name)).map((c) => db.quote(c.name));
   const differs = rest.length === 0 ? '' : ` OR ROW(${rest.map((c) => `s.${c}`).join(', ')}) IS DISTINCT FROM ROW(${rest.map((c) => `t.${c}`).join(', ')})`;
   return (
     `SELECT ${fullJoinSelect(db, schema)} FROM ${snapshot} AS s FULL JOIN ${staging} AS t ON ${keyJoin(db, schema, 's', 't')}` +
-    ` WHERE s.${first} IS NULL OR t.${first} IS NULL${differs}` +
+    (everyRow ? '' : ` WHERE s.${first} IS NULL OR t.${first} IS NULL${differs}`) +
     heldDeletes(db, t, schema)
   );
 }

@@ -52,14 +52,17 @@ export interface DiffSql {
    * read and keys are known unique and non-NULL (the key check passed); absent where a dialect fills in one.
    */
   allUpsertsHalf?(db: Db, t: DiffTables, schema: SourceSchema, half: KeyHalf, split: number, entry?: string): string;
-  /** Snapshot vs staging (and held keys) by key, exactly. */
-  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string): string;
+  /**
+   * Snapshot vs staging (and held keys) by key, exactly. With `everyRow` (a full run: initial or resync), every
+   * snapshot row is an upsert whether or not staging holds it unchanged, and keys only in staging are deletes.
+   */
+  changes(db: Db, t: DiffTables, schema: SourceSchema, entry?: string, everyRow?: boolean): string;
   /**
    * `changes` for one part of the key range (offsets into staging's key order, seq from seqOffset + 1), so that
    * parts can run on two connections at once and each join's hash stays in memory. Only without held keys, and
    * only with offsets below staging's row count; absent where a dialect diffs in one fill.
    */
-  changesPart?(db: Db, t: DiffTables, schema: SourceSchema, part: KeyRange, seqOffset: number, entry?: string): string;
+  changesPart?(db: Db, t: DiffTables, schema: SourceSchema, part: KeyRange, seqOffset: number, entry?: string, everyRow?: boolean): string;
   /**
    * Statements run in the diff's transaction after the key check, scoped to it (memory for the join's hash
    * table and the numbering sort, so that 1M-row tables do not spill to disk); none where the server sizes its

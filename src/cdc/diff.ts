@@ -56,8 +56,14 @@ export async function computeDiff(args: {
    * saved (measured: two 1M-row syncs at a time took ≈ 1 s longer each).
    */
   connections?: number;
+  /**
+   * A full run (initial or resync, docs/data-push-api.md): every snapshot row is an upsert, even one staging
+   * holds unchanged, so the receiver gets every row again; keys only in staging are still deletes.
+   */
+  everyRow?: boolean;
 }): Promise<{ upserts: number; deletes: number }> {
   const { controlDb: db, tenant, source, schema } = args;
+  const everyRow = args.everyRow === true;
   const sql = diffSql(db);
   const names = sourceTables(tenant, source.id);
   const heldName = heldKeysTable(tenant, source.id);
@@ -150,7 +156,7 @@ export async function computeDiff(args: {
       const queue = new PQueue({ concurrency: Math.min(connections, parts) });
       const filled = await Promise.all(
         Array.from({ length: parts }, (_, i) =>
-          queue.add(() => fillOne(sql.changesPart!(db, tables, schema, { from: at(i), to: at(i + 1) }, i * PART_SEQ_OFFSET, entry))).catch((error: unknown) => {
+          queue.add(() => fillOne(sql.changesPart!(db, tables, schema, { from: at(i), to: at(i + 1) }, i * PART_SEQ_OFFSET, entry, everyRow))).catch((error: unknown) => {
             queue.clear(); // no further part starts once one has failed; the next attempt truncates the table
             throw error;
           }),
@@ -162,7 +168,7 @@ export async function computeDiff(args: {
     }
   }
   if (initialSync) return { upserts: await fillOne(sql.allUpserts(db, tables, schema, entry)), deletes: 0 };
-  await fillOne(sql.changes(db, tables, schema, entry));
+  await fillOne(sql.changes(db, tables, schema, entry, everyRow));
   return countChanges();
 
   async function countChanges(): Promise<{ upserts: number; deletes: number }> {

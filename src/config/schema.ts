@@ -92,6 +92,10 @@ const sourceSchema = z
       })
       .default({ maxRows: 5_000, maxBytes: 4 * 1024 * 1024 }),
     onSchemaChange: z.enum(['resync', 'fail']).default('resync'),
+    // What follows a run the receiver reports as not reconciled (docs/data-push-api.md): enqueue a resync (at
+    // most one per source per mismatchResyncEvery, so the two sides cannot loop), or only alert.
+    onMismatch: z.enum(['resync', 'alert']).default('resync'),
+    mismatchResyncEvery: duration.default(60 * 60_000),
     maxDeletePercent: z.number().min(0).max(100).default(50),
   })
   .superRefine((s, ctx) => {

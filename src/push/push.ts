@@ -14,7 +14,7 @@ import { PermanentError, TransientError, type ErrorContext } from '../errors/err
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
 import { createPushClient, type PushClient } from './client.ts';
-import { frameBatch, idempotencyKey, wireSchema, type PushMode } from '../contract/wire.ts';
+import { frameBatch, idempotencyKey, wireSchema, type PushMode, type RunCompleted } from '../contract/wire.ts';
 import { PayloadTooLargeError } from './errors.ts';
 import { ackAndApply } from './staging.ts';
 
@@ -34,6 +34,11 @@ export interface PushResult {
   deletes: number;
   /** Requests the receiver answered as already applied (a replayed idempotency key). */
   replays: number;
+  /**
+   * The receiver's answer to the run's completion: `reconciled`, or `mismatch` with its problems (a replayed
+   * completion answers `duplicate` with the problems it found the first time). The agent acts on a mismatch.
+   */
+  completion: { status: RunCompleted['status']; problems: string[] };
 }
 
 export interface PushRunArgs {
@@ -73,6 +78,18 @@ export function frameBatchBytes(header: Parameters<typeof frameBatch>[0], entrie
   });
   parts.push(CLOSE);
   return Buffer.concat(parts, length);
+}
+
+/**
+ * The completion answer as the agent acts on it. A body that is not the contract's (a receiver that answers
+ * 2xx with no JSON) is taken as reconciled with no problems, as the contract's 2xx without a body says.
+ */
+export function completionOf(body: unknown): PushResult['completion'] {
+  const b = (body ?? {}) as { status?: unknown; problems?: unknown };
+  const problems = Array.isArray(b.problems) ? b.problems.map((p) => String(p)) : [];
+  const status = b.status === 'mismatch' || b.status === 'duplicate' ? b.status : 'reconciled';
+  // A replayed completion that had problems the first time is still a mismatch.
+  return { status: status === 'duplicate' && problems.length > 0 ? 'mismatch' : status, problems };
 }
 
 /** The two deterministic halves of a list: the first has the extra element when the length is odd. */
@@ -184,12 +201,12 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     if (failure !== undefined) throw toCdcError(failure, `Pushing run ${runId} of ${tenant.id}/${source.id}`, context);
 
     const { upserts, deletes } = await countChanges(db, tenant.id, source.id);
-    await client.postComplete(
+    const answer = await client.postComplete(
       source.id,
       { runId, mode: args.mode, schemaVersion: wire.version, batches: all.length, upserts, deletes, sourceRows: args.sourceRows },
       { ...(args.signal ? { signal: args.signal } : {}), context },
     );
-    return { batches: all.length, upserts, deletes, replays };
+    return { batches: all.length, upserts, deletes, replays, completion: completionOf(answer.body) };
   } finally {
     if (!args.client) client.close();
   }

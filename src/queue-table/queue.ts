@@ -150,8 +150,11 @@ export interface JobQueue {
   setProgress(job: JobLease, p: { phase?: string; runId?: string; stats?: Record<string, unknown> }): Promise<void>;
   /** Run fn in one control-db transaction that first locks the job row and checks lease_token; LeaseLostError if not ours. */
   fenced<T>(job: JobLease, fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** Mark succeeded (fenced). */
-  complete(job: JobLease, stats?: Record<string, unknown>): Promise<void>;
+  /**
+   * Mark succeeded (fenced). With `next`, that job is enqueued in the same transaction (the mismatch policy's
+   * resync: it cannot be lost between the two); returns its enqueue result.
+   */
+  complete(job: JobLease, stats?: Record<string, unknown>, next?: EnqueueRequest): Promise<EnqueueResult | undefined>;
   /** Reschedule with backoff when the error is retryable and attempts are left, else dead-letter (fenced). */
   fail(job: JobLease, error: unknown): Promise<{ status: 'queued' | 'dead'; runAfter?: Date }>;
   /** Give the job back (graceful drain) without consuming an attempt (fenced). */
@@ -234,19 +237,30 @@ class TableJobQueue implements JobQueue {
     this.defaultMaxAttempts = positiveInt(options.defaultMaxAttempts ?? 8, 'defaultMaxAttempts', 1_000);
   }
 
-  async enqueue(req: EnqueueRequest): Promise<EnqueueResult> {
+  private enqueueParams(req: EnqueueRequest): unknown[] {
     if (!req.tenant || !req.source) throw new RangeError('enqueue needs a tenant and a source.');
     const priority = req.priority ?? DEFAULT_PRIORITY[req.kind];
     if (!Number.isInteger(priority) || Math.abs(priority) > 1_000_000) throw new RangeError(`priority must be an integer; got ${priority}.`);
     const maxAttempts = positiveInt(req.maxAttempts ?? this.defaultMaxAttempts, 'maxAttempts', 1_000);
-    const params = [req.tenant, req.source, req.kind, priority, req.runAfter ?? null, req.slotKey ?? null, maxAttempts];
+    return [req.tenant, req.source, req.kind, priority, req.runAfter ?? null, req.slotKey ?? null, maxAttempts];
+  }
+
+  /** One enqueue statement on `on`; undefined when it neither inserted nor found what blocked it. */
+  private async enqueueOnce(on: Queryable, params: readonly unknown[]): Promise<EnqueueResult | undefined> {
+    const [row] = await on.query<{ id: string | null; unfinished_id: string | null; slot_id: string | null }>(this.sql.enqueue, params);
+    if (row?.id) return { enqueued: true, jobId: String(row.id) };
+    if (row?.slot_id) return { enqueued: false, jobId: null, reason: 'slot-taken', existingJobId: String(row.slot_id) };
+    if (row?.unfinished_id) return { enqueued: false, jobId: null, reason: 'coalesced', existingJobId: String(row.unfinished_id) };
+    return undefined;
+  }
+
+  async enqueue(req: EnqueueRequest): Promise<EnqueueResult> {
+    const params = this.enqueueParams(req);
     // A refused insert whose blocker finished before we could see it (PostgreSQL reads the rest of the
     // statement from a snapshot taken before the conflicting row committed): simply try again.
     for (let round = 0; round < 5; round++) {
-      const [row] = await this.db.query<{ id: string | null; unfinished_id: string | null; slot_id: string | null }>(this.sql.enqueue, params);
-      if (row?.id) return { enqueued: true, jobId: String(row.id) };
-      if (row?.slot_id) return { enqueued: false, jobId: null, reason: 'slot-taken', existingJobId: String(row.slot_id) };
-      if (row?.unfinished_id) return { enqueued: false, jobId: null, reason: 'coalesced', existingJobId: String(row.unfinished_id) };
+      const result = await this.enqueueOnce(this.db, params);
+      if (result) return result;
     }
     throw new TransientError(`Enqueue for ${req.tenant}/${req.source} kept conflicting with jobs that changed under it; try again.`, {
       context: { tenant: req.tenant, source: req.source },
@@ -315,8 +329,18 @@ class TableJobQueue implements JobQueue {
     return { attempts: Number(row.attempts), maxAttempts: Number(row.max_attempts) };
   }
 
-  async complete(job: JobLease, stats?: Record<string, unknown>): Promise<void> {
-    await this.fencedWrite(job, this.sql.complete, [stats === undefined ? null : JSON.stringify(stats)]);
+  async complete(job: JobLease, stats?: Record<string, unknown>, next?: EnqueueRequest): Promise<EnqueueResult | undefined> {
+    const statsJson = stats === undefined ? null : JSON.stringify(stats);
+    if (!next) {
+      await this.fencedWrite(job, this.sql.complete, [statsJson]);
+      return undefined;
+    }
+    const params = this.enqueueParams(next);
+    return this.db.transaction(async (tx) => {
+      await this.fencedWrite(job, this.sql.complete, [statsJson], tx);
+      // This job no longer counts as the source's unfinished one, so only a job enqueued meanwhile blocks it.
+      return (await this.enqueueOnce(tx, params)) ?? { enqueued: false, jobId: null, reason: 'coalesced' as const };
+    });
   }
 
   async fail(job: JobLease, error: unknown): Promise<{ status: 'queued' | 'dead'; runAfter?: Date }> {

@@ -203,13 +203,15 @@ export class ReceiverStore {
       if (!existing || existing.key_json !== wanted) {
         const cols = keys.map((k, i) => `k${i} ${keyType(k)} NOT NULL`).join(', ');
         const pk = keys.map((_, i) => `k${i}`).join(', ');
-        await tx.execute(`CREATE TABLE IF NOT EXISTS ${this.db.quote(table)} (${cols}, row_json text NOT NULL, PRIMARY KEY (${pk}))`);
+        await tx.execute(`CREATE TABLE IF NOT EXISTS ${this.db.quote(table)} (${cols}, row_json text NOT NULL, run_id text, PRIMARY KEY (${pk}))`);
         await tx.execute(
           `INSERT INTO rx_datasets (tenant, dataset, table_name, key_json, schema_version) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (tenant, dataset) DO UPDATE SET table_name = EXCLUDED.table_name, key_json = EXCLUDED.key_json, schema_version = EXCLUDED.schema_version`,
           [tenant, dataset, table, wanted, schemaVersion],
         );
       }
+      // run_id: the run that last upserted the row, which a full run's completion sweeps by (tables made before it have none).
+      await tx.execute(`ALTER TABLE ${this.db.quote(table)} ADD COLUMN IF NOT EXISTS run_id text`);
       const entry = { table, keys };
       this.known.set(id, entry);
       return entry;
@@ -270,8 +272,9 @@ export class ReceiverStore {
         const select = keys.map((k, i) => fromText(k, `s.k${i}`)).join(', ');
         const kcols = keys.map((_, i) => `k${i}`).join(', ');
         await client.query(
-          `INSERT INTO ${t} (${kcols}, row_json) SELECT ${select}, s.row_json FROM ${stage} AS s WHERE s.op = 'U'
-           ON CONFLICT (${kcols}) DO UPDATE SET row_json = EXCLUDED.row_json`,
+          `INSERT INTO ${t} (${kcols}, row_json, run_id) SELECT ${select}, s.row_json, $1 FROM ${stage} AS s WHERE s.op = 'U'
+           ON CONFLICT (${kcols}) DO UPDATE SET row_json = EXCLUDED.row_json, run_id = EXCLUDED.run_id`,
+          [body.runId],
         );
       }
       // Only when it changes: an unconditional update would serialise concurrent batches on this row lock.
@@ -314,8 +317,16 @@ export class ReceiverStore {
     return name;
   }
 
-  /** Record a run's completion once and reconcile it with what arrived. */
-  async completeRun(tenant: string, dataset: string, body: CompleteBody): Promise<{ status: 'reconciled' | 'mismatch' | 'duplicate'; problems: string[] }> {
+  /**
+   * Record a run's completion once and reconcile it with what arrived. A full run (`initial`, `resync`) re-sent
+   * every row the source has, so first every row it did not upsert is removed (`removed`): the dataset then
+   * holds exactly that run's rows, whatever it held before.
+   */
+  async completeRun(
+    tenant: string,
+    dataset: string,
+    body: CompleteBody,
+  ): Promise<{ status: 'reconciled' | 'mismatch' | 'duplicate'; problems: string[]; removed?: number }> {
     return this.db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`cdc-receiver:run:${tenant}/${dataset}/${body.runId}`]);
       const prior = await tx.query<{ problems: string | null }>('SELECT problems FROM rx_runs WHERE tenant = $1 AND dataset = $2 AND run_id = $3', [tenant, dataset, body.runId]);
@@ -325,6 +336,11 @@ export class ReceiverStore {
          FROM rx_requests WHERE tenant = $1 AND dataset = $2 AND run_id = $3`,
         [tenant, dataset, body.runId],
       );
+      let removed: number | undefined;
+      if (body.mode !== 'incremental') {
+        const table = await this.tableOf(tx, tenant, dataset);
+        removed = table ? await tx.execute(`DELETE FROM ${this.db.quote(table)} WHERE run_id IS DISTINCT FROM $1`, [body.runId]) : 0;
+      }
       const rowsHeld = await this.rowsHeld(tx, tenant, dataset);
       const g = got[0] ?? { batches: '0', upserts: '0', deletes: '0' };
       const problems: string[] = [];
@@ -337,7 +353,7 @@ export class ReceiverStore {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
         [tenant, dataset, body.runId, body.mode, body.batches, body.upserts, body.deletes, body.sourceRows, rowsHeld, problems.length ? JSON.stringify(problems) : null],
       );
-      return { status: problems.length ? ('mismatch' as const) : ('reconciled' as const), problems };
+      return { status: problems.length ? ('mismatch' as const) : ('reconciled' as const), problems, ...(removed !== undefined ? { removed } : {}) };
     });
   }
 

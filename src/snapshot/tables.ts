@@ -175,8 +175,19 @@ export async function prepareTables(args: { controlDb: Db; tenant: string; sourc
   return { drift: { changes } };
 }
 
-/** After a successful run: record state and clear the scratch tables (snapshot, changes, held keys). */
-export async function recordSourceState(args: { controlDb: Db; tenant: string; source: string; schema: SourceSchema; runId: string; counts: Record<string, number> }): Promise<void> {
+/**
+ * After a run pushed everything: record state and clear the scratch tables (snapshot, changes, held keys). Only
+ * a reconciled run counts as a success (`last_success_at`); an unreconciled one keeps the last success as it was.
+ */
+export async function recordSourceState(args: {
+  controlDb: Db;
+  tenant: string;
+  source: string;
+  schema: SourceSchema;
+  runId: string;
+  counts: Record<string, number>;
+  reconciled?: boolean;
+}): Promise<void> {
   const { controlDb: db, tenant, source, schema, runId, counts } = args;
   const names = sourceTables(tenant, source);
   const ctl = controlSql(db);
@@ -186,7 +197,7 @@ export async function recordSourceState(args: { controlDb: Db; tenant: string; s
       source,
       fingerprint: schemaFingerprint(schema),
       schemaJson: canonicalSchemaJson(schema),
-      success: { runId, counts: JSON.stringify(counts) },
+      ...(args.reconciled === false ? {} : { success: { runId, counts: JSON.stringify(counts) } }),
     });
     await dropIfExists(db, tx, heldKeysTable(tenant, source));
     for (const name of [names.snapshot, names.changes]) if (await ctl.tableExists(tx, name)) await tx.execute(`TRUNCATE TABLE ${db.table(name)}`);

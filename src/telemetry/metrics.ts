@@ -33,6 +33,7 @@ export const METRICS = {
   pushRejections: { name: 'cdc_push_rejections_total', kind: 'counter', unit: 'responses', labels: ['tenant', 'source', 'status'], help: 'Runs stopped by an HTTP 4xx answer from the receiver, by status.' },
   leaseLosses: { name: 'cdc_lease_losses_total', kind: 'counter', unit: 'jobs', labels: ['tenant', 'source'], help: 'Jobs abandoned because another replica took the lease over.' },
   schemaChanges: { name: 'cdc_schema_changes_total', kind: 'counter', unit: 'changes', labels: ['tenant', 'source'], help: 'Source schema changes detected (the run re-sends every row in the new shape).' },
+  unreconciledRuns: { name: 'cdc_runs_unreconciled_total', kind: 'counter', unit: 'runs', labels: ['tenant', 'source', 'action'], help: 'Runs the receiver answered with a mismatch at completion, by what followed (resync, alert, resync_suppressed).' },
   secretRefreshes: { name: 'cdc_secret_refreshes_total', kind: 'counter', unit: 'refreshes', labels: ['target', 'changed'], help: 'Secrets re-read after an authentication failure (target: push or source); changed=true when a rotated value was found.' },
   queueDepth: { name: 'cdc_queue_depth', kind: 'gauge', unit: 'jobs', labels: ['status'], help: 'Jobs in the queue table by status (queued, running, dead, ...), sampled.' },
   queueOldest: { name: 'cdc_queue_oldest_queued_seconds', kind: 'gauge', unit: 'seconds', labels: [], help: 'Age of the oldest job waiting to be claimed (0 when none), sampled.' },
@@ -49,6 +50,7 @@ export const EVENTS = {
   job_dead_lettered: 'A job was dead-lettered; properties: error (redacted), status (HTTP status when the receiver refused).',
   lease_lost: 'A job was abandoned because its lease was taken over by another replica.',
   schema_changed: 'The source schema differs from the last successful run; properties: changes (JSON).',
+  run_unreconciled: 'The receiver reported a mismatch when the run completed; properties: runId, mode, problems (JSON), action (resync, alert, resync_suppressed).',
   secret_refreshed: 'A secret was re-read after an authentication failure; properties: target, changed.',
 } as const;
 
@@ -180,6 +182,11 @@ export class Telemetry {
   schemaChanged(l: SourceLabels, changes: unknown): void {
     this.metric('schemaChanges', 1, sourceLabels(l));
     this.event('schema_changed', { ...sourceLabels(l), changes: JSON.stringify(changes ?? null) });
+  }
+
+  runUnreconciled(l: SourceLabels, run: { runId: string; mode: string; problems: readonly string[]; action: string }): void {
+    this.metric('unreconciledRuns', 1, { ...sourceLabels(l), action: run.action });
+    this.event('run_unreconciled', { ...sourceLabels(l), runId: run.runId, mode: run.mode, problems: JSON.stringify(run.problems), action: run.action });
   }
 
   secretRefreshed(target: 'push' | 'source', labels: SourceLabels | { tenant: string }, changed: boolean): void {

@@ -10,6 +10,13 @@ import { loadFromCli, type CliIo } from '../context.ts';
 /** Onboarding runs before scheduled work (DESIGN §4: priority). */
 const PRIORITY: Record<JobKind, number> = { initial: 100, resync: 50, incremental: 0 };
 
+/** What the operator reads after an unreconciled run, by the mismatch policy's action (src/agent/run-job.ts). */
+const MISMATCH_NEXT: Record<string, string> = {
+  resync: 'A resync is enqueued (onMismatch: resync); follow it with `cdc-agent status`.',
+  alert: 'Nothing was enqueued (onMismatch: alert): `cdc-agent verify` shows the difference, `cdc-agent resync` repairs it.',
+  resync_suppressed: 'No resync was enqueued, since one already ran within mismatchResyncEvery: `cdc-agent verify` shows the difference.',
+};
+
 interface EnqueueOptions {
   tenant: string;
   source?: string;
@@ -17,6 +24,7 @@ interface EnqueueOptions {
   timeout?: string;
   json?: boolean;
   allowMassDelete?: boolean;
+  force?: boolean;
 }
 
 async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, options: EnqueueOptions): Promise<number> {
@@ -32,19 +40,46 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
   const { openRuntime } = await import('../../agent/runtime.ts');
   const { followJobs } = await import('../../agent/progress.ts');
   const { allowMassDelete } = await import('../../agent/delete-guardrail.ts');
+  const { RunLedger } = await import('../../agent/run-ledger.ts');
   const runtime: Runtime = await openRuntime(loaded, { logLevel: 'warn' });
   try {
     const followed: Followed[] = [];
+    const ledger = new RunLedger(runtime.controlDb);
+    const latest = kind === 'initial' ? (await runtime.queue.stats({ deadLimit: 1 })).latest : [];
     for (const source of sources) {
-      const result = await runtime.queue.enqueue({ tenant: tenant.id, source: source.id, kind, priority: PRIORITY[kind], maxAttempts: loaded.config.worker.maxAttempts });
+      let sourceKind = kind;
+      if (kind === 'initial') {
+        // Onboarding again re-attaches to the jobs already there, and never enqueues an empty initial run.
+        const unfinished = latest.find((j) => j.tenant === tenant.id && j.source === source.id && (j.status === 'queued' || j.status === 'running'));
+        if (unfinished) {
+          io.err(`${tenant.id}/${source.id}: a ${unfinished.kind} sync is already ${unfinished.status} (job ${unfinished.id}); following it`);
+          followed.push({ tenant: tenant.id, source: source.id, jobId: unfinished.id });
+          continue;
+        }
+        if (await ledger.everSynced(tenant.id, source.id)) {
+          if (!options.force) {
+            io.err(
+              `${tenant.id}/${source.id}: already onboarded; nothing enqueued. \`cdc-agent sync --tenant ${tenant.id}\` pushes its changes; ` +
+                `\`onboard --force\` re-sends every row (a resync).`,
+            );
+            continue;
+          }
+          sourceKind = 'resync';
+        }
+      }
+      const result = await runtime.queue.enqueue({ tenant: tenant.id, source: source.id, kind: sourceKind, priority: PRIORITY[sourceKind], maxAttempts: loaded.config.worker.maxAttempts });
       const jobId = result.jobId ?? result.existingJobId ?? null;
-      if (result.enqueued) io.err(`${tenant.id}/${source.id}: ${kind} sync enqueued (job ${jobId})`);
+      if (result.enqueued) io.err(`${tenant.id}/${source.id}: ${sourceKind} sync enqueued (job ${jobId})`);
       else io.err(`${tenant.id}/${source.id}: a sync is already queued or running (job ${jobId}); not enqueued again`);
       if (jobId && options.allowMassDelete) {
         await allowMassDelete(runtime.controlDb, { tenant: tenant.id, source: source.id, jobId });
         io.err(`${tenant.id}/${source.id}: deletes above maxDeletePercent (${source.maxDeletePercent}%) confirmed for job ${jobId}`);
       }
       if (jobId) followed.push({ tenant: tenant.id, source: source.id, jobId });
+    }
+    if (followed.length === 0) {
+      if (options.json) io.out(JSON.stringify({ jobs: followed }));
+      return EXIT.ok;
     }
     if (!options.wait) {
       if (options.json) io.out(JSON.stringify({ jobs: followed }));
@@ -59,8 +94,12 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
     });
     if (options.json) io.out(JSON.stringify(result));
     for (const f of result.failed) io.err(`${f.tenant}/${f.source}: FAILED (${f.status}): ${f.error}`);
-    if (result.failed.length === 0) io.err(`All ${result.succeeded.length} source(s) synced.`);
-    return result.failed.length === 0 ? EXIT.ok : EXIT.failed;
+    for (const u of result.unreconciled) {
+      const next = MISMATCH_NEXT[u.action] ?? '';
+      io.err(`${u.tenant}/${u.source}: UNRECONCILED: every batch was acknowledged, but the receiver reports: ${u.problems.join('; ')}. ${next}`.trimEnd());
+    }
+    if (result.failed.length === 0 && result.unreconciled.length === 0) io.err(`All ${result.succeeded.length} source(s) synced.`);
+    return result.failed.length === 0 && result.unreconciled.length === 0 ? EXIT.ok : EXIT.failed;
   } finally {
     await runtime.close();
   }
@@ -69,8 +108,9 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
 export function registerSync(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
     .command('onboard')
-    .description('enqueue the initial sync of every source of a tenant, at high priority')
+    .description('enqueue the initial sync of every source of a tenant not yet onboarded, at high priority (run again to follow the jobs)')
     .requiredOption('--tenant <id>', 'tenant to onboard')
+    .option('--force', 'sources already onboarded are re-sent in full (a resync) instead of skipped')
     .option('--wait', 'follow the jobs until they finish (progress per source)')
     .option('--timeout <seconds>', 'with --wait: give up after this long')
     .option('--json', 'machine-readable output')
