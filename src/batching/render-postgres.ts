@@ -70,9 +70,11 @@ export function jsonValue(db: Db, column: ColumnSpec, alias = ''): string {
       value = `'"' || ${q}::text || '"'`;
       break;
     case 'float32':
+      // float4's own output is its shortest round-trip digits, as shortestFloat32 in src/contract/wire.ts.
+      value = floatJson(`${q}::text`);
+      break;
     case 'float64':
-      // float4 → float8 is exact; Node reads a real as Math.fround(value), a double, and prints that double.
-      value = floatJson(`${q}::float8::text`);
+      value = floatJson(`${q}::text`);
       break;
     case 'string':
       value = `to_json(${q}::text)::text`;

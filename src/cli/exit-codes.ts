@@ -5,4 +5,6 @@ export const EXIT = {
   failed: 1,
   /** Usage or configuration error: fix the command line or the configuration file. */
   usage: 2,
+  /** `verify`: the receiver has no digest endpoint, so the copy could not be checked (and nothing was found to differ). */
+  unverifiable: 3,
 } as const;

@@ -8,6 +8,7 @@ import { registerReceiver } from './commands/receiver.ts';
 import { registerRun } from './commands/run.ts';
 import { registerPlan, registerStatus } from './commands/status.ts';
 import { registerSync } from './commands/sync.ts';
+import { registerVerify } from './commands/verify.ts';
 import type { CliIo } from './context.ts';
 import { EXIT } from './exit-codes.ts';
 
@@ -24,6 +25,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   registerSync(program, io, setExit);
   registerStatus(program, io, setExit);
   registerPlan(program, io, setExit);
+  registerVerify(program, io, setExit);
   registerDemo(program, io, setExit);
   registerReceiver(program, io, setExit);
   return program;

@@ -82,6 +82,19 @@ export function wireSchema(schema: SourceSchema): WireSchema {
 }
 
 /**
+ * A float32 as the number with the fewest significant digits that reads back as the same float32: `real` 0.1
+ * travels as 0.1, not as its double 0.10000000149011612. The closest p-digit decimal is tried for p = 1..9 (9
+ * digits always round-trip a float32); PostgreSQL's float4 output is the same shortest form (render-postgres.ts).
+ */
+export function shortestFloat32(x: number): number {
+  for (let p = 1; p < 9; p++) {
+    const y = Number(x.toPrecision(p));
+    if (Math.fround(y) === x) return y;
+  }
+  return Number(x.toPrecision(9));
+}
+
+/**
  * One cell in the contract's encoding. bigint and decimal travel as strings (JSON numbers lose digits),
  * binary as base64, time values as canonical text with every fractional digit; non-finite floats,
  * which JSON cannot spell, as the strings "NaN", "Infinity", "-Infinity".
@@ -91,7 +104,7 @@ export function encodeCell(cell: Cell, type: ColumnType): WireValue {
   if (typeof cell === 'bigint') return cell.toString();
   if (Buffer.isBuffer(cell)) return cell.toString('base64');
   if (typeof cell === 'number') {
-    if (Number.isFinite(cell)) return type.kind === 'decimal' || type.kind === 'int64' ? String(cell) : cell;
+    if (Number.isFinite(cell)) return type.kind === 'decimal' || type.kind === 'int64' ? String(cell) : type.kind === 'float32' ? shortestFloat32(cell) : cell;
     return Number.isNaN(cell) ? 'NaN' : cell > 0 ? 'Infinity' : '-Infinity';
   }
   if (typeof cell === 'boolean') return cell;
@@ -107,8 +120,16 @@ export function encodeChange(op: 'U' | 'D', cells: readonly Cell[], columns: rea
     const parts = keyIndexes.map((i) => `${JSON.stringify(columns[i]!.name)}:${JSON.stringify(encodeCell(cells[i] ?? null, columns[i]!.type))}`);
     return `{"op":"delete","key":{${parts.join(',')}}}`;
   }
+  return `{"op":"upsert","row":${encodeRow(cells, columns)}}`;
+}
+
+/**
+ * A row's JSON object as an upsert carries it: every column in the schema's order, in the contract's encoding.
+ * It is also the canonical row text the dataset digest hashes (src/contract/digest.ts).
+ */
+export function encodeRow(cells: readonly Cell[], columns: readonly ColumnSpec[]): string {
   const parts = columns.map((c, i) => `${JSON.stringify(c.name)}:${JSON.stringify(encodeCell(cells[i] ?? null, c.type))}`);
-  return `{"op":"upsert","row":{${parts.join(',')}}}`;
+  return `{${parts.join(',')}}`;
 }
 
 /** Frame pre-encoded change entries into a batch body. */

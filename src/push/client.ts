@@ -15,7 +15,8 @@ import type { TenantConfig } from '../config/schema.ts';
 import { CdcError, type ErrorContext } from '../errors/errors.ts';
 import { classifyError, classifyHttpStatus } from '../errors/classify.ts';
 import { batchesPath, completePath, type BatchAccepted, type CompleteBody, type RunCompleted } from '../contract/wire.ts';
-import { PayloadTooLargeError, PushRejectedError, PushUnavailableError, parseRetryAfter } from './errors.ts';
+import { digestPath, type DatasetDigest, type KeyHash } from '../contract/digest.ts';
+import { PayloadTooLargeError, PushRejectedError, PushUnavailableError, ReceiverCannotVerifyError, parseRetryAfter } from './errors.ts';
 
 const gzipAsync = promisify(gzip);
 
@@ -44,6 +45,11 @@ export interface PushClient {
   /** POST a batch body (already framed JSON, as text or UTF-8 bytes) under its idempotency key. */
   postBatch(dataset: string, idempotencyKey: string, body: string | Buffer, options?: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<BatchAccepted>>;
   postComplete(dataset: string, body: CompleteBody, options?: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<RunCompleted>>;
+  /**
+   * The dataset's digest (optional endpoint; `bucket` adds that bucket's keys). ReceiverCannotVerifyError when the
+   * receiver does not have the endpoint; other failures are retried like a push, then thrown.
+   */
+  getDigest(dataset: string, query: { buckets: number; bucket?: number }): Promise<DatasetDigest & { bucket?: number; keys?: KeyHash[] }>;
   close(): void;
 }
 
@@ -188,6 +194,37 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
         `Completing run ${body.runId} of ${tenant.id}/${dataset}`,
         options,
       );
+    },
+    async getDigest(dataset, query) {
+      const path = `${digestPath(tenant.id, dataset)}?buckets=${query.buckets}${query.bucket !== undefined ? `&bucket=${query.bucket}` : ''}`;
+      const what = `Reading the digest of ${tenant.id}/${dataset}`;
+      const context = { tenant: tenant.id, source: dataset };
+      const attempt = async () => {
+        let response: AxiosResponse<string>;
+        try {
+          response = await api.get<string>(path, { maxContentLength: 512 * 1024 * 1024 });
+        } catch (error) {
+          throw new PushUnavailableError(`${what} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error, context });
+        }
+        const status = response.status;
+        if (status === 404 || status === 405 || status === 501) {
+          throw new ReceiverCannotVerifyError(
+            `the receiver of tenant "${tenant.id}" (${baseUrl}) cannot verify: it answered HTTP ${status} to GET ${digestPath(tenant.id, dataset)}, the optional digest endpoint of the Data Push API`,
+            { status, context },
+          );
+        }
+        if (status >= 200 && status < 300) {
+          try {
+            return JSON.parse(response.data) as DatasetDigest & { bucket?: number; keys?: KeyHash[] };
+          } catch {
+            throw new PushRejectedError(`${what}: HTTP ${status} with a body that is not JSON; check push.url of tenant "${tenant.id}" (${baseUrl})`, { status, receiverMessage: String(response.data).slice(0, 500), context });
+          }
+        }
+        const message = receiverMessage(response);
+        if (!classifyHttpStatus(status).retryable) throw new PushRejectedError(`${what} was refused with HTTP ${status}: ${message}`, { status, receiverMessage: message, context });
+        throw new PushUnavailableError(`${what} failed with HTTP ${status}: ${message}`, { status, context });
+      };
+      return pRetry(attempt, { retries: 3, minTimeout: policy.minBackoffMs, factor: 2, shouldRetry: ({ error }) => error instanceof CdcError && error.retryable });
     },
     close() {
       queue.clear();

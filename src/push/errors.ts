@@ -23,6 +23,16 @@ export class PayloadTooLargeError extends PermanentError {
   }
 }
 
+/** The receiver has no digest endpoint (404, 405 or 501 to `GET …/digest`): `cdc-agent verify` cannot check it. */
+export class ReceiverCannotVerifyError extends PermanentError {
+  readonly status: number;
+
+  constructor(message: string, options: { status: number; context?: ErrorContext }) {
+    super(message, options.context ? { context: options.context } : {});
+    this.status = options.status;
+  }
+}
+
 /** A retryable answer (408, 409, 429, 5xx) or a network failure; `retryAfterMs` when the receiver said when. */
 export class PushUnavailableError extends TransientError {
   readonly status: number | undefined;

@@ -14,7 +14,8 @@ import { idempotencyKey, type BatchBody, type CompleteBody } from '../contract/w
 import { FaultInjector, type FaultOptions } from './faults.ts';
 import { rowSlices } from './slice.ts';
 import { ReceiverConflict, ReceiverStore } from './store.ts';
-import { batchBodySchema, batchProblems, completeBodySchema, pathParamsSchema } from './validate.ts';
+import { batchBodySchema, batchProblems, completeBodySchema, digestQuerySchema, pathParamsSchema } from './validate.ts';
+import { DEFAULT_BUCKETS, MAX_BUCKETS } from '../contract/digest.ts';
 
 export interface ObservedRequest {
   method: string;
@@ -34,6 +35,8 @@ export interface ReceiverOptions {
   tokens: Record<string, string>;
   faults?: FaultOptions;
   seed?: number;
+  /** Serve the optional digest endpoint (default true); false answers it 404, like a receiver without it. */
+  digest?: boolean;
   /** Sees every request that reached the API, after parsing and before any check (tests, request logs). */
   observe?: (request: ObservedRequest) => void;
 }
@@ -122,6 +125,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
 
   app.addHook('preValidation', async (request: FastifyRequest, reply: FastifyReply) => {
     options.observe?.({ method: request.method, url: request.url, headers: { ...request.headers }, body: request.body });
+    // No such endpoint (the digest with --no-digest, a typo): 404, before credentials are asked for.
+    if (request.is404) return undefined;
     const { tenant } = request.params as Params;
     const expected = options.tokens[tenant];
     const auth = request.headers.authorization;
@@ -214,6 +219,23 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     );
     return reply.type('application/x-ndjson').send(lines);
   });
+
+  if (options.digest !== false) app.get(
+    '/tenants/:tenant/datasets/:dataset/digest',
+    { schema: { params: pathParamsSchema, querystring: digestQuerySchema } },
+    async (request) => {
+      const { tenant, dataset } = request.params as Params;
+      const query = request.query as { buckets?: string; bucket?: string };
+      const buckets = query.buckets === undefined ? DEFAULT_BUCKETS : Number(query.buckets);
+      const bucket = query.bucket === undefined ? undefined : Number(query.bucket);
+      if (buckets > MAX_BUCKETS || (bucket !== undefined && bucket >= buckets)) {
+        const error = new Error(`buckets must be at most ${MAX_BUCKETS} and bucket below buckets (${buckets}); got bucket ${query.bucket ?? 'none'}`) as Error & { statusCode: number };
+        error.statusCode = 400;
+        throw error;
+      }
+      return store.digest(tenant, dataset, buckets, bucket);
+    },
+  );
 
   app.get('/tenants/:tenant/datasets/:dataset/stats', { schema: { params: pathParamsSchema } }, async (request) => {
     const { tenant, dataset } = request.params as Params;

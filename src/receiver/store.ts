@@ -13,6 +13,7 @@ import type { Db, Queryable } from '../dialect/types.ts';
 import { toCdcError } from '../errors/classify.ts';
 import type { RowSlices } from './slice.ts';
 import type { BatchBody, CompleteBody, PushMode, WireColumn, WireValue } from '../contract/wire.ts';
+import { DigestBuilder, hex64, keyText, type DatasetDigest, type KeyHash } from '../contract/digest.ts';
 
 export class ReceiverConflict extends Error {
   readonly status: number;
@@ -389,6 +390,28 @@ export class ReceiverStore {
       mismatches: Number(runs[0]?.bad ?? 0),
       schemaVersion: meta[0]?.schema_version ?? null,
     };
+  }
+
+  /**
+   * The dataset's digest (src/contract/digest.ts) over the rows held, in one streaming pass: the stored row text
+   * is the canonical one (the client's bytes where they equal `JSON.stringify` of the row, see slice.ts). With
+   * `bucket`, also that bucket's keys and row hashes. An unknown dataset is an empty one.
+   */
+  async digest(tenant: string, dataset: string, buckets: number, bucket?: number): Promise<DatasetDigest & { bucket?: number; keys?: KeyHash[] }> {
+    const builder = new DigestBuilder(buckets);
+    const keys: KeyHash[] = [];
+    const meta = await this.db.query<{ key_json: string }>('SELECT key_json FROM rx_datasets WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+    const names = (JSON.parse(meta[0]?.key_json ?? '[]') as Array<{ name: string }>).map((k) => k.name);
+    const table = await this.tableOf(this.db, tenant, dataset);
+    if (table) {
+      for await (const row of this.db.stream<{ row_json: string }>(`SELECT row_json FROM ${this.db.quote(table)}`, [], { batchSize: 5_000 })) {
+        const parsed = JSON.parse(row.row_json) as Record<string, WireValue>;
+        const key = keyText(names.map((n) => parsed[n] ?? null));
+        const added = builder.add(key, row.row_json);
+        if (added.bucket === bucket) keys.push({ key: Object.fromEntries(names.map((n) => [n, parsed[n] ?? null])), hash: hex64(added.hash) });
+      }
+    }
+    return { ...builder.result(), ...(bucket !== undefined ? { bucket, keys } : {}) };
   }
 
   /** Every row held, as contract JSON text, in key order (bounded memory). */

@@ -87,6 +87,13 @@ export const pathParamsSchema = {
   properties: { tenant: { type: 'string', pattern: ID_PATTERN }, dataset: { type: 'string', pattern: ID_PATTERN }, runId: { type: 'string', pattern: ID_PATTERN } },
 } as const;
 
+/** `GET …/digest?buckets=N&bucket=B`: decimal integers (query values are text; no coercion). */
+export const digestQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { buckets: { type: 'string', pattern: '^[1-9][0-9]{0,4}$' }, bucket: { type: 'string', pattern: '^(0|[1-9][0-9]{0,4})$' } },
+} as const;
+
 const INT_RANGE = { int16: [-32768, 32767], int32: [-2147483648, 2147483647] } as const;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;

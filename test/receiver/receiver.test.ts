@@ -87,12 +87,13 @@ describe('reference receiver', () => {
   });
 
   it('reconciles a run completion and flags a count mismatch', async () => {
-    const complete = (runId: string, counts: { batches: number; upserts: number; deletes: number; sourceRows: number }) =>
-      post(`/tenants/acme/datasets/orders/runs/${runId}/complete`, JSON.stringify({ runId, mode: 'initial', schemaVersion: wireSchema(SCHEMA).version, ...counts }), {
+    const complete = (runId: string, counts: { batches: number; upserts: number; deletes: number; sourceRows: number }, mode = 'incremental') =>
+      post(`/tenants/acme/datasets/orders/runs/${runId}/complete`, JSON.stringify({ runId, mode, schemaVersion: wireSchema(SCHEMA).version, ...counts }), {
         'idempotency-key': `${runId}.complete`,
       });
-    const ok = await complete('run-1', { batches: 2, upserts: 3, deletes: 1, sourceRows: 2 });
-    expect(await ok.json()).toEqual({ status: 'reconciled', problems: [] });
+    // run-1 was an initial run: a full run's completion removes what it did not send (nothing here)
+    const ok = await complete('run-1', { batches: 2, upserts: 3, deletes: 1, sourceRows: 2 }, 'initial');
+    expect(await ok.json()).toEqual({ status: 'reconciled', problems: [], removed: 0 });
     const bad = await complete('run-2', { batches: 1, upserts: 5, deletes: 0, sourceRows: 5 });
     const answer = (await bad.json()) as { status: string; problems: string[] };
     expect(answer.status).toBe('mismatch');

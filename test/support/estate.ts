@@ -36,6 +36,8 @@ export interface EstateOptions {
   worker?: { concurrency?: number; leaseSeconds?: number; drainGraceSeconds?: number };
   batch?: { maxRows?: number; maxBytes?: number };
   faults?: FaultOptions;
+  /** The receiver serves the optional digest endpoint (default true). */
+  digest?: boolean;
 }
 
 export class AgentProcess {
@@ -127,7 +129,7 @@ export class Estate {
       e.legacy.set(tenant, db);
       e.tokens[tenant] = `tok-${tenant}-${randomBytes(8).toString('hex')}`;
     }
-    e.receiver = await startReceiver({ port: 0, host: '127.0.0.1', db: e.receiverDb.db, tokens: e.tokens, ...(options.faults ? { faults: options.faults } : {}), seed: 42 });
+    e.receiver = await startReceiver({ port: 0, host: '127.0.0.1', db: e.receiverDb.db, tokens: e.tokens, ...(options.faults ? { faults: options.faults } : {}), ...(options.digest === false ? { digest: false } : {}), seed: 42 });
     const raw = {
       control: { dialect: 'postgres', url: e.control.url, poolMax: 10 },
       worker: {
@@ -184,10 +186,10 @@ export class Estate {
   }
 
   /** Enqueue a sync of every source of a tenant from the test process; returns the job ids. */
-  async enqueue(tenant: string, kind: 'initial' | 'incremental' = 'incremental'): Promise<string[]> {
+  async enqueue(tenant: string, kind: 'initial' | 'incremental' | 'resync' = 'incremental'): Promise<string[]> {
     const ids: string[] = [];
     for (const s of this.options.sources) {
-      const r = await this.queue.enqueue({ tenant, source: s.id, kind, priority: kind === 'initial' ? 100 : 0, maxAttempts: 20 });
+      const r = await this.queue.enqueue({ tenant, source: s.id, kind, priority: kind === 'initial' ? 100 : kind === 'resync' ? 50 : 0, maxAttempts: 20 });
       ids.push((r.jobId ?? r.existingJobId)!);
     }
     return ids;
@@ -240,6 +242,13 @@ export class Estate {
   async receiverStats(tenant: string, dataset: string): Promise<Record<string, number>> {
     const r = await fetch(`${this.receiver.url}/tenants/${tenant}/datasets/${dataset}/stats`, { headers: { authorization: `Bearer ${this.tokens[tenant]}` } });
     return (await r.json()) as Record<string, number>;
+  }
+
+  /** The receiver's own table of a dataset (rx_rows_…), to damage it as a receiver that lost data would be. */
+  async receiverTable(tenant: string, dataset: string): Promise<string> {
+    const [row] = await this.receiverDb.db.query<{ table_name: string }>('SELECT table_name FROM rx_datasets WHERE tenant = $1 AND dataset = $2', [tenant, dataset]);
+    if (!row) throw new Error(`the receiver has no dataset ${tenant}/${dataset}`);
+    return this.receiverDb.db.quote(row.table_name);
   }
 
   async close(): Promise<void> {

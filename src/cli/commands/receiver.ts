@@ -38,6 +38,7 @@ interface ReceiverCliOptions {
   maxBodyBytes?: number;
   rejectBatch?: number[];
   seed: number;
+  digest?: boolean;
 }
 
 export function registerReceiver(program: Command, io: CliIo, setExit: (code: number) => void, waitForStop?: () => Promise<void>): void {
@@ -56,6 +57,7 @@ export function registerReceiver(program: Command, io: CliIo, setExit: (code: nu
     .option('--max-body-bytes <n>', 'answer 413 to bodies larger than this (decoded)', count('--max-body-bytes'))
     .option('--reject-batch <n>', 'answer 422 to batch number n (repeatable)', (v: string, prev: number[] = []) => [...prev, count('--reject-batch')(v)])
     .option('--seed <n>', 'seed of the fault generator', count('--seed'), 1)
+    .option('--no-digest', 'leave out the optional digest endpoint (a receiver that cannot verify)')
     .action(async (options: ReceiverCliOptions) => {
       if (Object.keys(options.token).length === 0) io.err('warning: no --token given; every request will be refused with 401');
       const { startReceiver } = await import('../../receiver/server.ts');
@@ -65,6 +67,7 @@ export function registerReceiver(program: Command, io: CliIo, setExit: (code: nu
         db: options.db,
         tokens: options.token,
         seed: options.seed,
+        digest: options.digest !== false,
         faults: {
           ...(options.failRate !== undefined ? { failRate: options.failRate } : {}),
           ...(options.throttleRate !== undefined ? { throttleRate: options.throttleRate } : {}),

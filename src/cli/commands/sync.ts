@@ -52,7 +52,7 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
         // Onboarding again re-attaches to the jobs already there, and never enqueues an empty initial run.
         const unfinished = latest.find((j) => j.tenant === tenant.id && j.source === source.id && (j.status === 'queued' || j.status === 'running'));
         if (unfinished) {
-          io.err(`${tenant.id}/${source.id}: a ${unfinished.kind} sync is already ${unfinished.status} (job ${unfinished.id}); following it`);
+          io.err(`${tenant.id}/${source.id}: its ${unfinished.kind} sync is already ${unfinished.status} (job ${unfinished.id}); following it`);
           followed.push({ tenant: tenant.id, source: source.id, jobId: unfinished.id });
           continue;
         }
