@@ -134,6 +134,15 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     if (expected === undefined || presented === undefined || !sameSecret(presented, expected)) {
       return reply.code(401).send({ error: 'unauthorized', message: `missing or wrong credentials for tenant ${tenant}` });
     }
+    if (request.method === 'POST') {
+      // Bodies are JSON in UTF-8: another media type or charset is refused, not guessed at.
+      const type = String(request.headers['content-type'] ?? '');
+      const [media, ...params] = type.split(';').map((p) => p.trim().toLowerCase());
+      const charset = params.find((p) => p.startsWith('charset='))?.slice(8).replace(/"/g, '');
+      if (media !== 'application/json' || (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8')) {
+        return reply.code(415).send({ error: 'unsupported_media_type', message: `Content-Type must be application/json (UTF-8); got ${JSON.stringify(type || null)}` });
+      }
+    }
     return undefined;
   });
 
@@ -163,7 +172,8 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
     const conflict = error instanceof ReceiverConflict ? error : error.cause instanceof ReceiverConflict ? error.cause : undefined;
     if (conflict) return reply.code(conflict.status).send({ error: 'conflict', message: conflict.message });
     const status = error.validation ? 400 : (error.statusCode ?? 500);
-    return reply.code(status).send({ error: status === 413 ? 'payload_too_large' : status < 500 ? 'bad_request' : 'internal', message: error.message });
+    const code = status === 413 ? 'payload_too_large' : status === 415 ? 'unsupported_media_type' : status < 500 ? 'bad_request' : 'internal';
+    return reply.code(status).send({ error: code, message: error.message });
   });
 
   app.post(

@@ -184,7 +184,7 @@ describe('recovery through the CLI [postgres → postgres]', () => {
 
     // exactly one resync, enqueued by the agent, and it repairs the receiver
     const deadline = Date.now() + 60_000;
-    let resyncs: Array<{ id: string; status: string }> = [];
+    let resyncs: Array<{ id: string; status: string }>;
     for (;;) {
       resyncs = await estate.control.db.query<{ id: string; status: string }>(`SELECT id::text AS id, status FROM cdc_jobs WHERE kind = 'resync'`);
       if (resyncs.length === 1 && resyncs[0]!.status === 'succeeded') break;

@@ -101,4 +101,77 @@ describe('reference receiver', () => {
     const stats = await (await fetch(`${rx.url}/tenants/acme/datasets/orders/stats`, { headers: AUTH })).json();
     expect(stats).toMatchObject({ runsCompleted: 2, mismatches: 1 });
   });
+
+  // The contract's answers (docs/data-push-api.md "Questions a receiver's author asks"), as the reference does them.
+  describe('answers the contract gives', () => {
+    const on = (dataset: string) => `/tenants/acme/datasets/${dataset}/batches`;
+    const complete = (dataset: string, runId: string, mode: string, counts: { batches: number; upserts: number; deletes: number; sourceRows: number }) =>
+      post(`/tenants/acme/datasets/${dataset}/runs/${runId}/complete`, JSON.stringify({ runId, mode, schemaVersion: wireSchema(SCHEMA).version, ...counts }), {
+        'idempotency-key': `${runId}.complete`,
+      });
+    const held = async (dataset: string) => ((await (await fetch(`${rx.url}/tenants/acme/datasets/${dataset}/stats`, { headers: AUTH })).json()) as { rowsHeld: number }).rowsHeld;
+
+    it('a runId with dots: the key is built from the body, never parsed', async () => {
+      const runId = '2026.12.01.run';
+      const r = await post(on('dots'), body(7, [row(1)], runId), { 'idempotency-key': `${runId}.7` });
+      expect(r.status).toBe(201);
+      expect(await r.json()).toEqual({ status: 'applied', upserts: 1, deletes: 0 });
+    });
+
+    it('dedupes per tenant and dataset: the same key in another dataset is applied there', async () => {
+      expect((await post(on('scope-a'), body(1, [row(1)], 'shared'), { 'idempotency-key': 'shared.1' })).status).toBe(201);
+      expect((await post(on('scope-b'), body(1, [row(1)], 'shared'), { 'idempotency-key': 'shared.1' })).status).toBe(201);
+    });
+
+    it('a replay that arrives while the first attempt is in flight is answered once that one finished, and applied once', async () => {
+      const payload = body(1, Array.from({ length: 20 }, (_, i) => row(i + 1)), 'race');
+      const answers = await Promise.all(Array.from({ length: 4 }, () => post(on('race'), payload, { 'idempotency-key': 'race.1' })));
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 200, 201]);
+      expect(await held('race')).toBe(20);
+    });
+
+    it('a delete of a key it does not hold is accepted and changes nothing', async () => {
+      const r = await post(on('ghost'), body(1, [JSON.stringify({ op: 'delete', key: { id: '404' } })], 'ghost'), { 'idempotency-key': 'ghost.1' });
+      expect(r.status).toBe(201);
+      expect(await held('ghost')).toBe(0);
+    });
+
+    it('keys are exact: case and trailing spaces make different keys', async () => {
+      const text: SourceSchema = { columns: [{ name: 'code', type: { kind: 'string', maxLength: 10 }, nullable: false }], key: ['code'] };
+      const framed = frameBatch({ runId: 'exact', mode: 'initial', batch: 1, schemaJson: JSON.stringify(wireSchema(text)) }, ['a', 'A', 'a '].map((code) => JSON.stringify({ op: 'upsert', row: { code } })));
+      expect((await post(on('exact'), framed, { 'idempotency-key': 'exact.1' })).status).toBe(201);
+      expect(await held('exact')).toBe(3);
+    });
+
+    it('maxLength counts UTF-16 code units: a character outside the BMP takes two', async () => {
+      expect((await post(on('units'), body(1, [row(1, '🦄🦄a')], 'units'), { 'idempotency-key': 'units.1' })).status).toBe(201);
+      const over = await post(on('units'), body(2, [row(2, '🦄🦄🦄')], 'units'), { 'idempotency-key': 'units.2' });
+      expect(over.status).toBe(400);
+      expect(((await over.json()) as { message: string }).message).toMatch(/label is 6 characters; the column holds 5/);
+    });
+
+    it('415 for a body that is not JSON in UTF-8, or an unknown Content-Encoding; error bodies are {error, message}', async () => {
+      const refused: Array<Record<string, string>> = [{ 'content-type': 'application/json; charset=iso-8859-1' }, { 'content-type': 'text/plain' }, { 'content-encoding': 'br' }];
+      for (const headers of refused) {
+        const r = await post(on('media'), body(1, [row(1)], 'media'), { 'idempotency-key': 'media.1', ...headers });
+        expect(r.status).toBe(415);
+        expect(Object.keys((await r.json()) as object).sort()).toEqual(['error', 'message']);
+      }
+      expect((await post(on('media'), body(1, [row(1)], 'media'), { 'idempotency-key': 'media.1', 'content-type': 'application/json; charset=UTF-8' })).status).toBe(201);
+    });
+
+    it('a run with no batches still completes; a full run removes at completion every row it did not send', async () => {
+      expect((await post(on('full'), body(1, [row(1), row(2), row(3)], 'first'), { 'idempotency-key': 'first.1' })).status).toBe(201);
+      expect(await (await complete('full', 'first', 'initial', { batches: 1, upserts: 3, deletes: 0, sourceRows: 3 })).json()).toEqual({ status: 'reconciled', problems: [], removed: 0 });
+      // an incremental run of nothing changed: 0 batches, reconciled, nothing removed
+      expect(await (await complete('full', 'quiet', 'incremental', { batches: 0, upserts: 0, deletes: 0, sourceRows: 3 })).json()).toEqual({ status: 'reconciled', problems: [] });
+      // a resync re-sends rows 1 and 3 only: row 2 is gone at completion
+      const resync = frameBatch({ runId: 'again', mode: 'resync', batch: 1, schemaJson: SCHEMA_JSON }, [row(1), row(3)]);
+      expect((await post(on('full'), resync, { 'idempotency-key': 'again.1' })).status).toBe(201);
+      expect(await (await complete('full', 'again', 'resync', { batches: 1, upserts: 2, deletes: 0, sourceRows: 2 })).json()).toEqual({ status: 'reconciled', problems: [], removed: 1 });
+      expect(await held('full')).toBe(2);
+      // a replayed completion answers duplicate with what it found the first time
+      expect(await (await complete('full', 'again', 'resync', { batches: 1, upserts: 2, deletes: 0, sourceRows: 2 })).json()).toEqual({ status: 'duplicate', problems: [] });
+    });
+  });
 });
