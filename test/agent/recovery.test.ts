@@ -3,10 +3,11 @@
  * reference receiver: `verify` finds what a receiver lost or changed, `resync` re-sends it, a receiver's
  * mismatch makes the run unreconciled and enqueues one resync, and run modes say what a run is.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import type { SourceVerification, VerifyReport } from '../../src/agent/verify.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
-import { allOk, Estate } from '../support/estate.ts';
+import { describeEachDialect } from '../support/databases.ts';
+import { allOk, Estate, type EstateOptions } from '../support/estate.ts';
 
 let estate: Estate | undefined;
 afterEach(async () => {
@@ -48,14 +49,17 @@ async function changeRows(e: Estate, dataset: string, column: string, ids: numbe
 
 async function stagingEqualsReceiver(e: Estate, dataset: string): Promise<void> {
   const ctl = e.control.db;
-  const [staged] = await ctl.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${ctl.table(sourceTables('acme', dataset).staging)}`);
+  const [staged] = await ctl.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${ctl.table(sourceTables('acme', dataset).staging)}`);
   const stats = await e.receiverStats('acme', dataset);
   expect(Number(staged!.n)).toBe(stats.rowsHeld);
 }
 
-describe('recovery through the CLI [postgres → postgres]', () => {
+// Sources and the receiver are PostgreSQL; the control database is each dialect in turn.
+describeEachDialect('recovery through the CLI, control database', (control) => {
+  const create = (options: EstateOptions) => Estate.create({ ...options, control });
+
   it('verify names the two damaged datasets with the right counts and the third as matching; resync repairs both; verify then matches', async () => {
-    estate = await Estate.create({ label: 'rec_verify', tenants: ['acme'], rows: 6000, sources: THREE });
+    estate = await create({ label: 'rec_verify', tenants: ['acme'], rows: 6000, sources: THREE });
     await estate.startAgent('agent-a');
     expect((await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120'])).code).toBe(0);
 
@@ -115,7 +119,7 @@ describe('recovery through the CLI [postgres → postgres]', () => {
   });
 
   it('verify --repair enqueues a resync where the receiver differs and a sync where only the source moved', async () => {
-    estate = await Estate.create({ label: 'rec_repair', tenants: ['acme'], rows: 3000, sources: THREE.slice(0, 2) });
+    estate = await create({ label: 'rec_repair', tenants: ['acme'], rows: 3000, sources: THREE.slice(0, 2) });
     await estate.startAgent('agent-a');
     expect((await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120'])).code).toBe(0);
     await loseRows(estate, 'customers');
@@ -131,7 +135,7 @@ describe('recovery through the CLI [postgres → postgres]', () => {
   });
 
   it('a kill -9 in the middle of a resync converges, and staging equals the receiver afterwards', async () => {
-    estate = await Estate.create({
+    estate = await create({
       label: 'rec_kill',
       tenants: ['acme'],
       rows: 20_000,
@@ -160,7 +164,7 @@ describe('recovery through the CLI [postgres → postgres]', () => {
   });
 
   it('a receiver that reports a mismatch: the run is unreconciled in status, the event is recorded, exactly one resync follows and repairs it', async () => {
-    estate = await Estate.create({ label: 'rec_mismatch', tenants: ['acme'], rows: 3000, sources: [{ id: 'customers', table: 'public.customers' }] });
+    estate = await create({ label: 'rec_mismatch', tenants: ['acme'], rows: 3000, sources: [{ id: 'customers', table: 'public.customers' }] });
     const agent = await estate.startAgent('agent-a');
     expect((await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120'])).code).toBe(0);
     const lost = await loseRows(estate, 'customers');
@@ -186,7 +190,7 @@ describe('recovery through the CLI [postgres → postgres]', () => {
     const deadline = Date.now() + 60_000;
     let resyncs: Array<{ id: string; status: string }>;
     for (;;) {
-      resyncs = await estate.control.db.query<{ id: string; status: string }>(`SELECT id::text AS id, status FROM cdc_jobs WHERE kind = 'resync'`);
+      resyncs = await estate.control.db.query<{ id: string; status: string }>(`SELECT CAST(id AS varchar(20)) AS id, status FROM cdc_jobs WHERE kind = 'resync'`);
       if (resyncs.length === 1 && resyncs[0]!.status === 'succeeded') break;
       if (Date.now() > deadline) throw new Error(`resync did not finish: ${JSON.stringify(resyncs)}`);
       await new Promise((r) => setTimeout(r, 200));
@@ -208,7 +212,7 @@ describe('recovery through the CLI [postgres → postgres]', () => {
   });
 
   it('a receiver without the digest endpoint: verify says it cannot verify and exits 3', async () => {
-    estate = await Estate.create({ label: 'rec_nodigest', tenants: ['acme'], rows: 1000, sources: THREE.slice(0, 1), digest: false });
+    estate = await create({ label: 'rec_nodigest', tenants: ['acme'], rows: 1000, sources: THREE.slice(0, 1), digest: false });
     await estate.startAgent('agent-a');
     expect((await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120'])).code).toBe(0);
     const r = await estate.cli(['verify', '--tenant', 'acme']);
@@ -219,9 +223,11 @@ describe('recovery through the CLI [postgres → postgres]', () => {
   });
 });
 
-describe('run modes tell the truth [postgres → postgres]', () => {
+describeEachDialect('run modes tell the truth, control database', (control) => {
+  const create = (options: EstateOptions) => Estate.create({ ...options, control });
+
   it('the first scheduled sync of a never-synced source arrives as initial; onboard then says it is onboarded; a drift re-send arrives as resync', async () => {
-    estate = await Estate.create({ label: 'rec_modes', tenants: ['acme'], rows: 2000, sources: [{ id: 'customers', table: 'public.customers', every: '1h' }] });
+    estate = await create({ label: 'rec_modes', tenants: ['acme'], rows: 2000, sources: [{ id: 'customers', table: 'public.customers', every: '1h' }] });
     // the schedule's current slot fires at start for a source that was never synced
     const agent = await estate.startAgent('agent-a', [], { schedule: true });
     const deadline = Date.now() + 60_000;
@@ -231,7 +237,7 @@ describe('run modes tell the truth [postgres → postgres]', () => {
     }
     const first = await estate.receiverDb.db.query<{ mode: string; upserts: string }>(`SELECT mode, upserts::text FROM rx_runs`);
     expect(first).toEqual([{ mode: 'initial', upserts: String((await estate.receiverStats('acme', 'customers')).rowsHeld) }]);
-    const batchModes = await estate.control.db.query<{ mode: string; kind: string }>(`SELECT r.mode, j.kind FROM cdc_runs r JOIN cdc_jobs j ON j.id::text = r.job_id`);
+    const batchModes = await estate.control.db.query<{ mode: string; kind: string }>(`SELECT r.mode, j.kind FROM cdc_runs r JOIN cdc_jobs j ON CAST(j.id AS varchar(20)) = r.job_id`);
     expect(batchModes).toEqual([{ mode: 'initial', kind: 'incremental' }]);
 
     const onboard = await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '60']);
@@ -252,10 +258,10 @@ describe('run modes tell the truth [postgres → postgres]', () => {
   });
 
   it('onboard run again while the jobs are still there follows them instead of enqueueing more', async () => {
-    estate = await Estate.create({ label: 'rec_reattach', tenants: ['acme'], rows: 2000, sources: THREE.slice(0, 2) });
+    estate = await create({ label: 'rec_reattach', tenants: ['acme'], rows: 2000, sources: THREE.slice(0, 2) });
     const first = await estate.cli(['onboard', '--tenant', 'acme']);
     expect(first.code).toBe(0);
-    const jobs = await estate.control.db.query<{ id: string }>(`SELECT id::text AS id FROM cdc_jobs ORDER BY id`);
+    const jobs = await estate.control.db.query<{ id: string }>(`SELECT CAST(id AS varchar(20)) AS id FROM cdc_jobs ORDER BY id`);
     expect(jobs).toHaveLength(2);
     // run again while both jobs are still queued (no agent yet); the agent starts once it has attached
     const pending = estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120']);

@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import type { Db } from '../../src/dialect/types.ts';
+import type { Db, DialectName } from '../../src/dialect/types.ts';
 import { createEstate } from '../../src/demo/estate.ts';
 import { verifyDataset, type Verification } from '../../src/demo/verify.ts';
 import { migrate } from '../../src/migrations/migrate.ts';
@@ -36,6 +36,8 @@ export interface EstateOptions {
   worker?: { concurrency?: number; leaseSeconds?: number; drainGraceSeconds?: number };
   batch?: { maxRows?: number; maxBytes?: number };
   faults?: FaultOptions;
+  /** The control database's dialect (default postgres); sources and the receiver are PostgreSQL. */
+  control?: DialectName;
   /** The receiver serves the optional digest endpoint (default true). */
   digest?: boolean;
 }
@@ -120,7 +122,7 @@ export class Estate {
 
   static async create(options: EstateOptions): Promise<Estate> {
     const e = new Estate(options);
-    e.control = await createTestDatabase('postgres', `${options.label}_ctl`, 20);
+    e.control = await createTestDatabase(options.control ?? 'postgres', `${options.label}_ctl`, 20);
     e.receiverDb = await createTestDatabase('postgres', `${options.label}_rx`, 10);
     for (const [i, tenant] of options.tenants.entries()) {
       const db = await createTestDatabase('postgres', `${options.label}_${tenant}`, 6);
@@ -131,7 +133,7 @@ export class Estate {
     }
     e.receiver = await startReceiver({ port: 0, host: '127.0.0.1', db: e.receiverDb.db, tokens: e.tokens, ...(options.faults ? { faults: options.faults } : {}), ...(options.digest === false ? { digest: false } : {}), seed: 42 });
     const raw = {
-      control: { dialect: 'postgres', url: e.control.url, poolMax: 10 },
+      control: { ...e.control.config, poolMax: 10 },
       worker: {
         concurrency: options.worker?.concurrency ?? 2,
         leaseSeconds: options.worker?.leaseSeconds ?? 5,
