@@ -43,6 +43,8 @@ export interface RunStats {
   startedAt?: string;
   /** The run's mode as pushed (docs/data-push-api.md "Modes"): decided when the run starts, kept on resume. */
   mode?: PushMode;
+  /** The last reconciled run's source rows, while this run's snapshot has not counted its own. */
+  sourceRowsEstimate?: number;
   /** Set when the receiver answered the completion with a mismatch: the run is `unreconciled`. */
   unreconciled?: { problems: string[]; action: MismatchAction };
   [key: string]: unknown;
@@ -155,8 +157,11 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
   // The mode tells the receiver what the run is (docs/data-push-api.md "Modes"): a source's first run that
   // succeeds is `initial` whatever enqueued it, an operator's or the mismatch policy's re-send is `resync`
   // (so is a re-send after schema drift, below), the rest `incremental`. A resumed run keeps its mode.
-  let mode: PushMode = stats.mode ?? (job.kind === 'resync' ? 'resync' : (await ledger.everSynced(tenant.id, source.id)) ? 'incremental' : 'initial');
+  const previous = stats.mode ? null : await ledger.lastSuccess(tenant.id, source.id);
+  let mode: PushMode = stats.mode ?? (job.kind === 'resync' ? 'resync' : previous ? 'incremental' : 'initial');
   stats.mode = mode;
+  // What `--wait` shows as the snapshot's total, marked as an estimate: the last run's source row count.
+  if (previous?.sourceRows != null) stats.sourceRowsEstimate = previous.sourceRows;
   ctx.onRunId?.(runId);
   const runLog = log.child({ runId });
   const labels = { tenant: tenant.id, source: source.id };

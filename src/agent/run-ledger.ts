@@ -32,11 +32,23 @@ export class RunLedger {
 
   /** Whether the source has ever finished a run reconciled: the first one that does is its `initial`. */
   async everSynced(tenant: string, source: string): Promise<boolean> {
-    const rows = await this.db.query(
-      `SELECT 1 AS one FROM cdc_source_state WHERE tenant_id = ${this.p(1)} AND source_id = ${this.p(2)} AND last_success_at IS NOT NULL`,
+    return (await this.lastSuccess(tenant, source)) !== null;
+  }
+
+  /** The source's last reconciled run, with its source row count (the next snapshot's estimate), or null. */
+  async lastSuccess(tenant: string, source: string): Promise<{ sourceRows: number | null } | null> {
+    const rows = await this.db.query<{ last_counts: string | null }>(
+      `SELECT last_counts FROM cdc_source_state WHERE tenant_id = ${this.p(1)} AND source_id = ${this.p(2)} AND last_success_at IS NOT NULL`,
       [tenant, source],
     );
-    return rows.length > 0;
+    if (!rows[0]) return null;
+    let counts: { sourceRows?: unknown } = {};
+    try {
+      counts = JSON.parse(rows[0].last_counts ?? '{}') as { sourceRows?: unknown };
+    } catch {
+      // unreadable counts: no estimate
+    }
+    return { sourceRows: typeof counts.sourceRows === 'number' ? counts.sourceRows : null };
   }
 
   /** Whether a resync run of the source started within the last `ms` (the mismatch policy's one-per-period). */

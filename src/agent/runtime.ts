@@ -8,6 +8,9 @@ import { secretRotation, type SecretRotation } from '../config/rotation.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 import type { Telemetry } from '../telemetry/metrics.ts';
 import { createTelemetry } from '../telemetry/setup.ts';
+import { connectionTarget } from '../telemetry/metrics.ts';
+import { assertSchemaUsable } from '../migrations/migrate.ts';
+import { CdcError, PermanentError, TransientError } from '../errors/errors.ts';
 import { SourceConnections } from './connections.ts';
 
 export interface Runtime {
@@ -22,9 +25,41 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-export async function openRuntime(loaded: LoadedConfig, options: { logLevel?: string; probe?: boolean } = {}): Promise<Runtime> {
+/**
+ * The control database, said so when it cannot be reached or has no agent tables yet: a command's own errors
+ * (a driver's `ECONNREFUSED 10.0.0.5:5432`, `relation "cdc_jobs" does not exist`) do not say which database.
+ */
+async function openControl(loaded: LoadedConfig, probe: boolean, requireSchema: boolean): Promise<Db> {
+  const control = loaded.config.control;
+  const where = `the control database (${control.dialect} ${connectionTarget(control)}, \`control\` in ${loaded.config.path})`;
+  let db: Db;
+  try {
+    db = await connect(control, { probe });
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new TransientError(`Cannot reach ${where}: ${detail}. Check that it runs and that control.url (or host, port, user, password) is right.`, { cause: error });
+  }
+  if (!requireSchema) return db;
+  try {
+    const status = await assertSchemaUsable(db);
+    if (status.current === 0) throw new PermanentError(`${where[0]!.toUpperCase()}${where.slice(1)} has no agent tables: run \`cdc-agent migrate\` first.`);
+    if (status.pending.length > 0) {
+      throw new PermanentError(`${where[0]!.toUpperCase()}${where.slice(1)} has ${status.pending.length} pending migration(s) (at ${status.current}, this agent knows ${status.latest}): run \`cdc-agent migrate\`.`);
+    }
+  } catch (error) {
+    await db.close().catch(() => {});
+    if (error instanceof CdcError && !error.retryable) throw error;
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new TransientError(`Cannot read ${where}: ${detail}`, { cause: error });
+  }
+  return db;
+}
+
+export async function openRuntime(loaded: LoadedConfig, options: { logLevel?: string; probe?: boolean; requireSchema?: boolean } = {}): Promise<Runtime> {
   const log = createLogger({ level: options.logLevel ?? loaded.config.telemetry.logLevel, secrets: () => loaded.secrets.values() });
-  const controlDb = await connect(loaded.config.control, { probe: options.probe ?? true });
+  // The daemon (probe: false) waits for its database and migrations itself; every other command needs both now.
+  const probe = options.probe ?? true;
+  const controlDb = await openControl(loaded, probe, options.requireSchema ?? probe);
   const queue = createJobQueue(controlDb);
   const sources = new SourceConnections(loaded.config);
   const telemetry = await createTelemetry(loaded.config, { secrets: () => loaded.secrets.values() });

@@ -7,4 +7,6 @@ export const EXIT = {
   usage: 2,
   /** `verify`: the receiver has no digest endpoint, so the copy could not be checked (and nothing was found to differ). */
   unverifiable: 3,
+  /** `--wait` stopped by Ctrl-C (128 + SIGINT); the jobs go on in the agent. */
+  interrupted: 130,
 } as const;

@@ -8,3 +8,15 @@ export function parseDurationMs(input: string | number): number | undefined {
   const unit = UNIT_MS[match[2] ?? 's'] ?? 1000;
   return Math.round(Number(match[1]) * unit);
 }
+
+/** A duration in milliseconds as configuration spells it: the largest unit that divides it (`15m`, `90s`, `250ms`). */
+export function formatDurationMs(ms: number): string {
+  if (ms === 0) return '0s';
+  for (const unit of ['d', 'h', 'm', 's'] as const) if (ms % UNIT_MS[unit]! === 0) return `${ms / UNIT_MS[unit]!}${unit}`;
+  return `${ms}ms`;
+}
+
+/** The configuration's duration settings by key: shown as written (formatDurationMs) by `config check`. */
+export const DURATION_KEYS: ReadonlySet<string> = new Set([
+  'statementTimeout', 'connectTimeout', 'requestTimeout', 'every', 'jitter', 'mismatchResyncEvery', 'timeout', 'cacheTtl', 'pollInterval',
+]);

@@ -4,6 +4,7 @@
  */
 import { validate as validateCron } from 'node-cron';
 import { z } from 'zod';
+import { cronProblem } from './cron.ts';
 import { parseDurationMs } from './duration.ts';
 
 const SECRET_REF = /^secret:\/\/[A-Za-z0-9][A-Za-z0-9._-]{0,126}$/;
@@ -25,6 +26,14 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   }
   return ms;
 });
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** A table, column or key name: anything printable (legacy schemas have spaces), never a control character. */
+const identifier = z
+  .string()
+  .min(1)
+  .refine((name) => !CONTROL.test(name), { message: 'contains a control character; rename it at the source or use a query source' });
 
 const id = (what: string) =>
   z.string().regex(ID, `${what} ids are 1-63 lower-case letters, digits, "_" or "-", starting with a letter or digit`);
@@ -73,15 +82,18 @@ const sourceSchema = z
   .strictObject({
     id: id('source'),
     connection: z.string().min(1),
-    table: z.string().min(1).optional(),
+    table: identifier.optional(),
     query: z.string().min(1).optional(),
-    key: z.array(z.string().min(1)).min(1).optional(),
+    key: z.array(identifier).min(1).optional(),
     columns: z
-      .strictObject({ include: z.array(z.string().min(1)).optional(), exclude: z.array(z.string().min(1)).optional() })
+      .strictObject({ include: z.array(identifier).optional(), exclude: z.array(identifier).optional() })
       .default({}),
     schedule: z
       .string()
-      .refine((expr) => validateCron(expr), { message: 'not a valid cron expression' })
+      .superRefine((expr, ctx) => {
+        const problem = validateCron(expr) ? cronProblem(expr) : 'is not a cron expression node-cron can read';
+        if (problem) ctx.addIssue({ code: 'custom', message: `not a valid cron expression: "${expr}" ${problem}` });
+      })
       .optional(),
     every: duration.optional(),
     jitter: duration.default(0),

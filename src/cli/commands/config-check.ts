@@ -1,9 +1,23 @@
 /** `cdc-agent config check`: validate the configuration, resolve its secrets, print it masked. */
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { configPathFrom, maskConfig } from '../../config/load.ts';
+import { maskConfig } from '../../config/load.ts';
+import { DURATION_KEYS, formatDurationMs } from '../../config/duration.ts';
 import { EXIT } from '../exit-codes.ts';
-import { globalOptions, loadFromCli, type CliIo } from '../context.ts';
+import { loadFromCli, type CliIo } from '../context.ts';
+
+/** Fields the compiler derives for the code (milliseconds of settings given in seconds); not the operator's. */
+const DERIVED = new Set(['leaseMs', 'heartbeatMs', 'drainGraceMs']);
+
+/** The compiled configuration as an operator wrote it: durations spelt `15m`, derived fields left out. */
+function asWritten(node: unknown, key = ''): unknown {
+  if (typeof node === 'number' && DURATION_KEYS.has(key)) return formatDurationMs(node);
+  if (Array.isArray(node)) return node.map((item) => asWritten(item));
+  if (node !== null && typeof node === 'object') {
+    return Object.fromEntries(Object.entries(node).filter(([k]) => !DERIVED.has(k)).map(([k, v]) => [k, asWritten(v, k)]));
+  }
+  return node;
+}
 
 export function registerConfigCheck(program: Command, io: CliIo, setExit: (code: number) => void): void {
   const config = program.command('config').description('inspect the configuration');
@@ -14,9 +28,9 @@ export function registerConfigCheck(program: Command, io: CliIo, setExit: (code:
     .action(async (options: { json?: boolean }, command: Command) => {
       const loaded = await loadFromCli(command, io);
       const { path: _path, ...rest } = loaded.unresolved;
-      const masked = maskConfig(rest);
+      const masked = asWritten(maskConfig(rest));
       io.out(options.json ? JSON.stringify(masked, null, 2) : stringify(masked));
-      io.err(`Configuration ${configPathFrom({ ...globalOptions(command), env: io.env })} is valid; all secrets resolved.`);
+      io.err(`Configuration ${loaded.unresolved.path} is valid; all secrets resolved.`);
       setExit(EXIT.ok);
     });
 }

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { Followed } from '../../agent/progress.ts';
 import type { Runtime } from '../../agent/runtime.ts';
+import { parseDurationMs } from '../../config/duration.ts';
 import { ConfigError } from '../../errors/errors.ts';
 import type { JobKind } from '../../queue-table/queue.ts';
 import { EXIT } from '../exit-codes.ts';
@@ -25,9 +26,19 @@ interface EnqueueOptions {
   json?: boolean;
   allowMassDelete?: boolean;
   force?: boolean;
+  /** Seconds without any job claimed before `--wait` says no agent seems to run. */
+  unclaimedAfter?: string;
 }
 
 async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, options: EnqueueOptions): Promise<number> {
+  const timeoutMs = options.timeout === undefined ? undefined : parseDurationMs(options.timeout);
+  if (timeoutMs === undefined && options.timeout !== undefined) {
+    throw new ConfigError([`--timeout ${JSON.stringify(options.timeout)}: give seconds (600) or a duration (10m, 1h)`], 'Invalid option');
+  }
+  const unclaimedMs = options.unclaimedAfter === undefined ? undefined : parseDurationMs(options.unclaimedAfter);
+  if (unclaimedMs === undefined && options.unclaimedAfter !== undefined) {
+    throw new ConfigError([`--unclaimed-after ${JSON.stringify(options.unclaimedAfter)}: give seconds (30) or a duration (2m)`], 'Invalid option');
+  }
   const loaded = await loadFromCli(command, io);
   const tenant = loaded.config.tenants.find((t) => t.id === options.tenant);
   if (!tenant) {
@@ -86,17 +97,35 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
       return EXIT.ok;
     }
     io.err('Waiting for the agent (`cdc-agent run`) to process the jobs…');
-    const timeoutMs = options.timeout ? Number(options.timeout) * 1000 : undefined;
-    const result = await followJobs(runtime.queue, followed, {
-      tty: Boolean(process.stderr.isTTY) && !options.json,
-      write: (line) => io.err(line),
-      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-    });
+    // Ctrl-C stops following, not the jobs: they run in the agent.
+    const stop = new AbortController();
+    const onInterrupt = () => stop.abort();
+    process.once('SIGINT', onInterrupt);
+    let result: Awaited<ReturnType<typeof followJobs>>;
+    try {
+      result = await followJobs(runtime.queue, followed, {
+        tty: Boolean(process.stderr.isTTY) && !options.json,
+        write: (line) => io.err(line),
+        signal: stop.signal,
+        ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+        ...(unclaimedMs !== undefined ? { unclaimedNoteMs: unclaimedMs } : {}),
+      });
+    } finally {
+      process.removeListener('SIGINT', onInterrupt);
+    }
     if (options.json) io.out(JSON.stringify(result));
     for (const f of result.failed) io.err(`${f.tenant}/${f.source}: FAILED (${f.status}): ${f.error}`);
     for (const u of result.unreconciled) {
       const next = MISMATCH_NEXT[u.action] ?? '';
       io.err(`${u.tenant}/${u.source}: UNRECONCILED: every batch was acknowledged, but the receiver reports: ${u.problems.join('; ')}. ${next}`.trimEnd());
+    }
+    if (result.interrupted.length > 0) {
+      const again = kind === 'initial' ? `cdc-agent onboard --tenant ${tenant.id} --wait` : `cdc-agent ${kind === 'resync' ? 'resync' : 'sync'} --tenant ${tenant.id}${options.source ? ` --source ${options.source}` : ''} --wait`;
+      io.err(
+        `Stopped following ${result.interrupted.length} job(s) (${result.interrupted.map((j) => `${j.tenant}/${j.source} job ${j.jobId}`).join(', ')}); ` +
+          `they go on in the agent. Follow them again with \`${again}\` or watch \`cdc-agent status\`.`,
+      );
+      return EXIT.interrupted;
     }
     if (result.failed.length === 0 && result.unreconciled.length === 0) io.err(`All ${result.succeeded.length} source(s) synced.`);
     return result.failed.length === 0 && result.unreconciled.length === 0 ? EXIT.ok : EXIT.failed;
@@ -112,7 +141,8 @@ export function registerSync(program: Command, io: CliIo, setExit: (code: number
     .requiredOption('--tenant <id>', 'tenant to onboard')
     .option('--force', 'sources already onboarded are re-sent in full (a resync) instead of skipped')
     .option('--wait', 'follow the jobs until they finish (progress per source)')
-    .option('--timeout <seconds>', 'with --wait: give up after this long')
+    .option('--timeout <seconds>', 'with --wait: give up after this long (seconds, or a duration such as 10m)')
+    .option('--unclaimed-after <seconds>', 'with --wait: say so when no agent has claimed the jobs after this long (default 30)')
     .option('--json', 'machine-readable output')
     .action(async (options: EnqueueOptions, command: Command) => setExit(await enqueueAndMaybeWait(command, io, 'initial', options)));
 
@@ -122,7 +152,8 @@ export function registerSync(program: Command, io: CliIo, setExit: (code: number
     .requiredOption('--tenant <id>', 'tenant to sync')
     .option('--source <id>', 'only this source')
     .option('--wait', 'follow the jobs until they finish')
-    .option('--timeout <seconds>', 'with --wait: give up after this long')
+    .option('--timeout <seconds>', 'with --wait: give up after this long (seconds, or a duration such as 10m)')
+    .option('--unclaimed-after <seconds>', 'with --wait: say so when no agent has claimed the jobs after this long (default 30)')
     .option('--json', 'machine-readable output')
     .option('--allow-mass-delete', 'confirm that this sync may delete more than maxDeletePercent of a dataset (the delete guardrail)')
     .action(async (options: EnqueueOptions, command: Command) => setExit(await enqueueAndMaybeWait(command, io, 'incremental', options)));
@@ -133,7 +164,8 @@ export function registerSync(program: Command, io: CliIo, setExit: (code: number
     .requiredOption('--tenant <id>', 'tenant')
     .requiredOption('--source <id>', 'source')
     .option('--wait', 'follow the job until it finishes')
-    .option('--timeout <seconds>', 'with --wait: give up after this long')
+    .option('--timeout <seconds>', 'with --wait: give up after this long (seconds, or a duration such as 10m)')
+    .option('--unclaimed-after <seconds>', 'with --wait: say so when no agent has claimed the jobs after this long (default 30)')
     .option('--json', 'machine-readable output')
     .action(async (options: EnqueueOptions, command: Command) => setExit(await enqueueAndMaybeWait(command, io, 'resync', options)));
 }
