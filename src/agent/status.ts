@@ -102,6 +102,19 @@ export async function collectStatus(config: CompiledConfig, controlDb: Db, queue
   };
 }
 
+/** Most characters of an error the table shows; `status --json` has it whole. */
+const ERROR_CHARS = 120;
+
+/**
+ * An error as the table shows it: the operator's text without the classification prefix and the error class
+ * (`[permanent: PermanentError] PermanentError: `), its first line, cut at ERROR_CHARS.
+ */
+export function shortError(error: string | null): string {
+  if (!error) return '';
+  const text = error.replace(/^\[[a-z]+: [^\]]*\]\s*/, '').replace(/^[A-Z][A-Za-z]*(Error|Exception): /, '').split('\n')[0]!.trim();
+  return text.length > ERROR_CHARS ? `${text.slice(0, ERROR_CHARS - 1)}…` : text;
+}
+
 export function formatStatus(report: StatusReport): string {
   const header = ['TENANT', 'SOURCE', 'LAST SUCCESS', 'LAG', 'LAST RUN', 'ROWS', '+/~', '-', 'NOW', 'QUEUED', 'DEAD', 'LAST ERROR'];
   const rows = report.sources.map((s) => [
@@ -116,9 +129,10 @@ export function formatStatus(report: StatusReport): string {
     s.running ? `${s.running.phase ?? 'claimed'} (${s.running.owner ?? '?'})` : 'idle',
     String(s.queued),
     String(s.dead),
-    (s.lastError ?? '').slice(0, 80),
+    shortError(s.lastError),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
+  const footer = report.sources.some((s) => s.lastError) ? ['', '(full errors: cdc-agent status --json)'] : [];
+  return [line(header), ...rows.map(line), ...footer].join('\n');
 }

@@ -1,0 +1,168 @@
+/**
+ * An operator's first bad day (issue 18), through the CLI as its own OS process: each message asserted as the
+ * operator reads it. The TTY form of `--wait` runs under a pseudo-terminal (util-linux `script`).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BIN, runCli, spawnCli, writeConfig } from '../support/cli.ts';
+import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { Estate } from '../support/estate.ts';
+
+let estate: Estate | undefined;
+const dbs: TestDatabase[] = [];
+afterEach(async () => {
+  await estate?.close();
+  estate = undefined;
+  for (const db of dbs.splice(0)) await db.drop();
+});
+
+const SCRIPT = spawnSync('script', ['--version']).status === 0;
+
+function configFor(control: string, source: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    control: { dialect: 'postgres', url: control },
+    tenants: [
+      {
+        id: 'acme',
+        push: { url: 'http://127.0.0.1:1/v1', token: 'abc' },
+        connections: { legacy: { dialect: 'postgres', url: control } },
+        sources: [{ id: 'orders', connection: 'legacy', table: 'public.orders', key: ['id'], every: '15m', ...source }],
+      },
+    ],
+  };
+}
+
+/** Run `args` under a pseudo-terminal; `input` is typed once `when` matches the output so far. */
+function underTty(args: string[], env: Record<string, string>, typed?: { when: RegExp; input: string }): Promise<{ code: number | null; output: string }> {
+  const command = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env, COLUMNS: '160', LINES: '40' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    let sent = false;
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+      if (typed && !sent && typed.when.test(output)) {
+        sent = true;
+        child.stdin.write(typed.input);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+describe('config check catches what later fails', () => {
+  it('refuses an out-of-range cron step and a control character in a table name with exit 2, by path', async () => {
+    const path = await writeConfig(configFor('postgres://postgres@127.0.0.1:5432/test', { every: undefined, schedule: '*/99 * * * *', table: 'public.ord\u0001ers' }), 'bad.yaml');
+    const r = await runCli(['--config', path, 'config', 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`Invalid configuration in ${path}:`);
+    expect(r.stderr).toContain('tenants[0].sources[0].schedule: not a valid cron expression: "*/99 * * * *" minute step /99 is outside 1-60');
+    expect(r.stderr).toContain('tenants[0].sources[0].table: contains a control character; rename it at the source or use a query source');
+  });
+
+  it('names the file it checked and shows durations as written, without derived fields', async () => {
+    const path = await writeConfig(configFor('postgres://postgres@127.0.0.1:5432/test'), 'named.yaml');
+    const r = await runCli(['--config', path, 'config', 'check']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`Configuration ${path} is valid; all secrets resolved.`);
+    expect(r.stdout).toMatch(/^ {8}every: 15m$/m);
+    expect(r.stdout).toMatch(/^ {2}pollInterval: 1s$/m);
+    expect(r.stdout).toMatch(/^ {8}mismatchResyncEvery: 1h$/m);
+    expect(r.stdout).not.toMatch(/leaseMs|heartbeatMs|drainGraceMs/);
+  });
+
+  it('sync --wait --timeout abc exits 2 with what to give', async () => {
+    const path = await writeConfig(configFor('postgres://postgres@127.0.0.1:5432/test'));
+    const r = await runCli(['--config', path, 'sync', '--tenant', 'acme', '--wait', '--timeout', 'abc']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--timeout "abc": give seconds (600) or a duration (10m, 1h)');
+  });
+});
+
+describe('the control database, named', () => {
+  it('not migrated: status, onboard and plan say to run migrate; unreachable: the message names the control database', async () => {
+    const empty = await createTestDatabase('postgres', 'op_empty');
+    dbs.push(empty);
+    const path = await writeConfig(configFor(empty.url), 'ctl.yaml');
+    const target = new URL(empty.url);
+    const expected = `Error: The control database (postgres ${target.host}${target.pathname}, \`control\` in ${path}) has no agent tables: run \`cdc-agent migrate\` first.`;
+    for (const args of [['status'], ['onboard', '--tenant', 'acme'], ['plan', '--tenant', 'acme', '--source', 'orders']]) {
+      const r = await runCli(['--config', path, ...args]);
+      expect(r.stderr.trim(), args[0]).toBe(expected);
+      expect(r.code, args[0]).toBe(1);
+    }
+    const gone = await writeConfig(configFor('postgres://postgres@127.0.0.1:1/nowhere'), 'gone.yaml');
+    const r = await runCli(['--config', gone, 'status']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^Error: Cannot reach the control database \\(postgres 127\\.0\\.0\\.1:1/nowhere, \`control\` in ${gone.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\\): .*ECONNREFUSED.*Check that it runs and that control\\.url`));
+  });
+});
+
+describe('following jobs with --wait [postgres → postgres]', () => {
+  it('with no agent running says so after --unclaimed-after; Ctrl-C then exits 130 and says the jobs go on', async () => {
+    estate = await Estate.create({ label: 'op_noagent', tenants: ['acme'], rows: 500, sources: [{ id: 'customers', table: 'public.customers' }] });
+    const child = spawnCli(['--config', estate.configPath, 'sync', '--tenant', 'acme', '--wait', '--unclaimed-after', '1'], { env: estate.env() });
+    let stderr = '';
+    const said = new Promise<void>((resolve) =>
+      child.stderr!.on('data', (c: Buffer) => {
+        stderr += c.toString('utf8');
+        if (stderr.includes('No agent has claimed')) resolve();
+      }),
+    );
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await said;
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/No agent has claimed these jobs for \d+ s; is `cdc-agent run` running against this control database\?/);
+    expect(stderr).toMatch(/Stopped following 1 job\(s\) \(acme\/customers job \d+\); they go on in the agent\. Follow them again with `cdc-agent sync --tenant acme --wait` or watch `cdc-agent status`\./);
+    const [job] = await estate.queue.getJobs([String((await estate.control.db.query<{ id: string }>('SELECT id::text AS id FROM cdc_jobs'))[0]!.id)]);
+    expect(job).toMatchObject({ status: 'queued' });
+  });
+
+  it.skipIf(!SCRIPT)('on a terminal: a bar per source in rows, a finished source shown done, the cursor shown again', async () => {
+    estate = await Estate.create({ label: 'op_tty', tenants: ['acme'], rows: 4000, sources: [{ id: 'customers', table: 'public.customers' }, { id: 'orders', table: 'public.orders' }] });
+    await estate.startAgent('agent-a');
+    const { code, output } = await underTty(['--config', estate.configPath, 'onboard', '--tenant', 'acme', '--wait', '--timeout', '120'], estate.env());
+    expect(code).toBe(0);
+    const customers = (await estate.receiverStats('acme', 'customers')).rowsHeld!;
+    expect(output).toMatch(new RegExp(`acme/customers +\\|[█░]+\\| done \\(${customers.toLocaleString('en-US')} changes\\)`));
+    expect(output).toMatch(/acme\/orders +\|[█░]+\| done \(/);
+    expect(output).toContain('All 2 source(s) synced.');
+    expect(output).toContain('\u001b[?25l'); // hidden while the bars draw
+    expect(output.lastIndexOf('\u001b[?25h')).toBeGreaterThan(output.lastIndexOf('\u001b[?25l')); // and shown again
+  });
+
+  it.skipIf(!SCRIPT)('on a terminal: Ctrl-C restores the cursor, exits 130 and says how to follow again', async () => {
+    estate = await Estate.create({ label: 'op_ttyint', tenants: ['acme'], rows: 500, sources: [{ id: 'customers', table: 'public.customers' }] });
+    const { code, output } = await underTty(['--config', estate.configPath, 'onboard', '--tenant', 'acme', '--wait', '--unclaimed-after', '1'], estate.env(), {
+      when: /No agent has claimed/,
+      input: '\u0003',
+    });
+    expect(output).toMatch(/No agent has claimed these jobs for \d+ s/);
+    expect(output).toMatch(/Stopped following 1 job\(s\) \(acme\/customers job \d+\); they go on in the agent\. Follow them again with `cdc-agent onboard --tenant acme --wait`/);
+    expect(output.lastIndexOf('\u001b[?25h')).toBeGreaterThan(output.lastIndexOf('\u001b[?25l'));
+    expect(code).toBe(130);
+  });
+});
+
+describe('status tells the truth [postgres → postgres]', () => {
+  it('a dead-lettered run ends failed with its error; LAST ERROR shows the actionable text and points to --json', async () => {
+    estate = await Estate.create({ label: 'op_dead', tenants: ['acme'], rows: 500, sources: [{ id: 'legacy_notes', table: 'public.legacy_notes' }] });
+    await estate.startAgent('agent-a');
+    const onboard = await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '60']);
+    expect(onboard.code).toBe(1);
+    const status = JSON.parse((await estate.cli(['status', '--json'])).stdout) as { sources: Array<{ dead: number; lastRun: { status: string; finishedAt: string | null; error: string | null } }> };
+    expect(status.sources[0]).toMatchObject({ dead: 1, lastRun: { status: 'failed', finishedAt: expect.any(String), error: expect.stringMatching(/legacy_notes/) } });
+    const table = (await estate.cli(['status'])).stdout;
+    expect(table).toMatch(/initial failed/);
+    expect(table).not.toMatch(/\[permanent: PermanentError\]|PermanentError:/);
+    expect(table).toMatch(/legacy_notes/);
+    expect(table).toContain('(full errors: cdc-agent status --json)');
+  });
+});
