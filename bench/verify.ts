@@ -1,15 +1,18 @@
 /**
- * `npm run bench -- verify [--rows 1000000,4000000,10000000] [--in-flight 4] [--push-timeout-ms N] [--sources]`:
+ * `npm run bench -- verify [--rows 1000000,4000000,10000000] [--in-flight 4] [--push-timeout-ms N] [--profile]
+ * [--sources]`:
  * `cdc-agent verify` at scale (issue 17: "it runs in bounded memory at 10M rows"). For each row count N, in a
  * fresh PostgreSQL database (source, control and receiver tables, as in the mission-scale benchmark):
  *   1. one source table of N rows shaped like bench/onboard.ts's (`id bigint` primary key + 10 business columns);
  *   2. `cdc-agent onboard --tenant bench --wait` with `cdc-agent run` (the daemon) and `cdc-agent receiver`
- *      (the reference receiver) each in its own process; the receiver must reconcile the run; then
+ *      (the reference receiver) each in its own process (before it, one verify with nothing to read yet: the
+ *      process's own floor of memory); the receiver must reconcile the run; then
  *      `VACUUM ANALYZE`, so that verify reads settled tables (no hint-bit writes charged to it);
  *   3. `cdc-agent verify --tenant bench --json` as its own process: wall seconds, its peak RSS (VmHWM from
  *      /proc, sampled every 50 ms), its CPU seconds (exact: this process's reaped-children CPU before and after),
  *      the receiver's peak RSS while it computes its digest (its VmHWM reset through /proc/<pid>/clear_refs just
- *      before, else its sampled VmRSS), the receiver's and PostgreSQL's CPU seconds meanwhile. It must exit 0
+ *      before, else its sampled VmRSS), the receiver's and PostgreSQL's CPU seconds meanwhile, and when the receiver
+ *      answered (its CPU sampled every 50 ms; compare with push.timeout, which bounds that request). It must exit 0
  *      with status "match" and N rows on all three sides, or the bench fails;
  *   4. ~1 % of the receiver's rows deleted (`k0 % 100 = 0` in its rx_rows_* table) and verify timed again: it
  *      must exit 1 with status "differs", the receiver ≠ staging, and sample keys "missing at the receiver"
@@ -101,6 +104,8 @@ async function cli(args: string[]): Promise<number | null> {
 
 interface VerifyRun {
   code: number | null;
+  /** Seconds from the start until the receiver had used 98 % of its CPU of the run: when it answered the digest. */
+  receiverAnsweredSeconds: number;
   report: VerifyReport;
   seconds: number;
   peakRssMb: number;
@@ -112,7 +117,7 @@ interface VerifyRun {
 }
 
 /** `cdc-agent verify --tenant bench --json` in its own process, measured (see the header). */
-async function timedVerify(receiverPid: number): Promise<VerifyRun> {
+async function timedVerify(receiverPid: number, profile: string[]): Promise<VerifyRun> {
   const receiverRssBefore = await statusBytes(receiverPid, 'VmRSS');
   const hwmReset = await resetPeak(receiverPid);
   let receiverPeak = await statusBytes(receiverPid, hwmReset ? 'VmHWM' : 'VmRSS');
@@ -121,16 +126,18 @@ async function timedVerify(receiverPid: number): Promise<VerifyRun> {
   const reaped0 = await reapedChildrenCpuSeconds();
 
   const t0 = performance.now();
-  const child = spawn(process.execPath, ['bin/cdc-agent.js', '--config', CONFIG_PATH, 'verify', '--tenant', TENANT, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...profile, 'bin/cdc-agent.js', '--config', CONFIG_PATH, 'verify', '--tenant', TENANT, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let stdout = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += String(c)));
   const closed = once(child, 'close');
   // bin/cdc-agent.js re-executes itself (same pid) with its memory settings; VmHWM starts again at that exec.
   let peak = 0;
+  const receiverCpu: Array<[number, number]> = [];
   const sample = async () => {
-    const [own, rx] = await Promise.all([statusBytes(child.pid!, 'VmHWM'), statusBytes(receiverPid, 'VmRSS')]);
+    const [own, rx, rxCpu] = await Promise.all([statusBytes(child.pid!, 'VmHWM'), statusBytes(receiverPid, 'VmRSS'), cpuSeconds(receiverPid)]);
     peak = Math.max(peak, own);
     receiverPeak = Math.max(receiverPeak, rx);
+    receiverCpu.push([(performance.now() - t0) / 1000, rxCpu]);
   };
   const timer = setInterval(() => void sample(), 50);
   await closed;
@@ -138,7 +145,8 @@ async function timedVerify(receiverPid: number): Promise<VerifyRun> {
   clearInterval(timer);
   const cpu = (await reapedChildrenCpuSeconds()) - reaped0;
   if (hwmReset) receiverPeak = Math.max(receiverPeak, await statusBytes(receiverPid, 'VmHWM'));
-  const receiverCpu = (await cpuSeconds(receiverPid)) - receiverCpu0;
+  const receiverCpuUsed = (await cpuSeconds(receiverPid)) - receiverCpu0;
+  const answered = receiverCpu.find(([, c]) => c - receiverCpu0 >= 0.98 * receiverCpuUsed)?.[0] ?? seconds;
   // The verify process's backends have ended; give the postmaster a moment to reap them.
   await new Promise((r) => setTimeout(r, 300));
   const postgresCpu = (await postgresCpuSeconds()) - pgCpu0;
@@ -151,13 +159,14 @@ async function timedVerify(receiverPid: number): Promise<VerifyRun> {
   }
   return {
     code: child.exitCode,
+    receiverAnsweredSeconds: answered,
     report: parsed,
     seconds,
     peakRssMb: mb(peak),
     cpuSeconds: cpu,
     receiverPeakRssMb: mb(receiverPeak),
     receiverRssBeforeMb: mb(receiverRssBefore),
-    receiverCpuSeconds: receiverCpu,
+    receiverCpuSeconds: receiverCpuUsed,
     postgresCpuSeconds: postgresCpu,
   };
 }
@@ -168,7 +177,7 @@ async function fill(db: Db, table: string, from: number, to: number): Promise<vo
     FROM generate_series(${from}, ${to}) AS i`);
 }
 
-async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number): Promise<Record<string, string | number>> {
+async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number, profile: string[]): Promise<Record<string, string | number>> {
   const server = await benchDatabase('verify');
   const harness = () => connect({ dialect: 'postgres', url: withApplicationName(server.url, 'cdc-bench'), poolMax: 4 });
   const db = await harness();
@@ -204,6 +213,11 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number): P
     const agent = spawn(process.execPath, ['bin/cdc-agent.js', '--config', CONFIG_PATH, 'run', '--no-schedule', '--health-host', '127.0.0.1'], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(agent);
 
+    // What verify holds with nothing to read (the source was never synced: "not-comparable", exit 0).
+    const idle = await timedVerify(rx.child.pid!, []);
+    if (idle.code !== 0 || idle.report.sources[0]?.status !== 'not-comparable') throw new Error(`verify before onboarding: exit ${idle.code}, ${JSON.stringify(idle.report)}`);
+    console.log(`verify with nothing to read: ${r2(idle.seconds)} s, peak RSS ${idle.peakRssMb} MB`);
+
     console.log('onboarding (cdc-agent onboard --wait)…');
     const to = performance.now();
     const onboard = await cli(['onboard', '--tenant', TENANT, '--wait']);
@@ -218,7 +232,7 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number): P
     await db.execute('VACUUM ANALYZE');
 
     console.log('verify (all match)…');
-    const clean = await timedVerify(rx.child.pid!);
+    const clean = await timedVerify(rx.child.pid!, profile);
     const s = clean.report.sources[0];
     if (clean.code !== 0 || clean.report.sources.length !== 1 || s?.status !== 'match' || s.rows?.source !== rows || s.rows.staging !== rows || s.rows.receiver !== rows) {
       throw new Error(`verify should have matched ${rows} rows (exit 0): exit ${clean.code}, ${JSON.stringify(clean.report).slice(0, 2000)}`);
@@ -230,7 +244,7 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number): P
     const deleted = await db.execute(`DELETE FROM ${db.quote(rxTable)} WHERE k0 % 100 = 0`);
     await db.execute(`VACUUM ANALYZE ${db.quote(rxTable)}`);
     console.log(`deleted ${deleted} of the receiver's rows; verify (differs)…`);
-    const damaged = await timedVerify(rx.child.pid!);
+    const damaged = await timedVerify(rx.child.pid!, []);
     const d = damaged.report.sources[0];
     if (
       damaged.code !== 1 ||
@@ -252,10 +266,12 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number): P
       'verify wall s': r2(clean.seconds),
       'rows/s': Math.round(rows / clean.seconds),
       'verify peak RSS MB': clean.peakRssMb,
+      'verify peak RSS MB, nothing to read': idle.peakRssMb,
       'verify CPU s': r2(clean.cpuSeconds),
       'receiver RSS before MB': clean.receiverRssBeforeMb,
       'receiver peak RSS MB': clean.receiverPeakRssMb,
       'receiver CPU s': r2(clean.receiverCpuSeconds),
+      'receiver answered after s': r2(clean.receiverAnsweredSeconds),
       'PostgreSQL CPU s': r2(clean.postgresCpuSeconds),
       'damaged: rows deleted': deleted,
       'damaged: wall s': r2(damaged.seconds),
@@ -280,10 +296,12 @@ export async function run(args: string[]): Promise<void> {
   const inFlight = option(args, '--in-flight', 4);
   // 0: the tenant's default push.timeout (30 s), which also bounds each digest request.
   const pushTimeoutMs = option(args, '--push-timeout-ms', 0);
+  // --profile: the measured all-match verify runs with --cpu-prof (.tmp/prof/).
+  const profile = args.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=.tmp/prof'] : [];
   const build = await chooseAgentBuild(args);
   const figures: Array<Record<string, string | number>> = [];
   for (const rows of sizes) {
-    figures.push(await oneSize(rows, inFlight, pushTimeoutMs));
+    figures.push(await oneSize(rows, inFlight, pushTimeoutMs, profile));
     await report('verify', figures);
   }
   console.log(`agent, verify and receiver run from ${build === 'dist' ? 'the build (dist/)' : 'the sources (type stripping)'}; push.timeout ${pushTimeoutMs > 0 ? `${pushTimeoutMs} ms` : 'default'}`);

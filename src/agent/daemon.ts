@@ -199,7 +199,7 @@ export class AgentDaemon {
         // A diff may use a second connection only while this agent has a free job slot (src/cdc/diff.ts); never
         // more than two, so that a large table's parts cannot take the control pool from heartbeats and fences.
         const diffConnections = () => (config.worker.concurrency > this.active.size ? 2 : 1);
-        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal, diffConnections, onRunId: (id) => (runId = id), ...(telemetry ? { telemetry } : {}), ...(rotation ? { rotation } : {}) });
+        const stats = await runJob({ job, queue, config, controlDb, sources, log, signal: abort.signal, diffConnections, workerId: this.workerId, onRunId: (id) => (runId = id), ...(telemetry ? { telemetry } : {}), ...(rotation ? { rotation } : {}) });
         // The mismatch policy's resync is enqueued with the completion, in one transaction (src/agent/run-job.ts).
         const next = stats.unreconciled?.action === 'resync' ? { tenant: job.tenant, source: job.source, kind: 'resync' as const, maxAttempts: config.worker.maxAttempts } : undefined;
         const followUp = await queue.complete(job, stats, next);
@@ -243,7 +243,11 @@ export class AgentDaemon {
       // A dead-lettered job's run ends failed with its error; a retried one stays running (it may resume).
       if (runId && outcome.status === 'dead') await new RunLedger(this.options.controlDb).fail(runId, message).catch(() => {});
       if (outcome.status === 'dead') log.error({ err: error }, 'job dead-lettered; fix the cause, then `cdc-agent jobs retry-dead`');
-      else log.warn({ err: error, runAfter: outcome.runAfter }, 'job failed; retrying later');
+      else {
+        // An expected retry: its cause at warn, the stack only at debug.
+        log.warn({ error: message, attempt: job.attempts, runAfter: outcome.runAfter }, 'job failed; retrying later');
+        log.debug({ err: error }, 'job failure detail');
+      }
     } catch (failError) {
       if (failError instanceof LeaseLostError) telemetry?.leaseLost(job, ms);
       if (failError instanceof LeaseLostError) log.warn('job failed after losing its lease; the new owner carries on');

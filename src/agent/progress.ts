@@ -134,6 +134,7 @@ export async function followJobs(
           lastLine.set(view.id, line);
         }
         const unreconciled = (view.stats as { unreconciled?: { problems: string[]; action: string } } | null)?.unreconciled;
+        const retry = (view.stats as { pushRetry?: { at: string; cause: string } } | null)?.pushRetry;
         if (view.status === 'succeeded') {
           pending.delete(view.id);
           if (unreconciled) {
@@ -146,6 +147,10 @@ export async function followJobs(
           pending.delete(view.id);
           result.failed.push({ ...followed, status: view.status, error: view.lastError ?? 'unknown error' });
           b?.update({ line: 'failed' });
+        } else if (view.status === 'running' && retry && Date.parse(retry.at) > started - 1000) {
+          const line = `${followed.tenant}/${followed.source}: push failing, retrying: ${retry.cause}`;
+          if (lastLine.get(`${view.id}:retry`) !== retry.at) note(line);
+          lastLine.set(`${view.id}:retry`, retry.at);
         } else if (view.status === 'queued' && view.attempts > 0 && view.lastError) {
           const line = `${followed.tenant}/${followed.source}: attempt ${view.attempts} failed, retrying: ${view.lastError}`;
           if (lastLine.get(`${view.id}:err`) !== line) note(line);

@@ -43,6 +43,10 @@ export interface RunStats {
   startedAt?: string;
   /** The run's mode as pushed (docs/data-push-api.md "Modes"): decided when the run starts, kept on resume. */
   mode?: PushMode;
+  /** The worker that last worked on the run. */
+  worker?: string;
+  /** The latest failed push request that is being retried: when, and why. */
+  pushRetry?: { at: string; cause: string };
   /** The last reconciled run's source rows, while this run's snapshot has not counted its own. */
   sourceRowsEstimate?: number;
   /** Set when the receiver answered the completion with a mismatch: the run is `unreconciled`. */
@@ -60,6 +64,8 @@ export interface JobContext {
   signal: AbortSignal;
   telemetry?: Telemetry;
   rotation?: SecretRotation;
+  /** This replica's worker id, recorded in the run's stats (who worked on it last). */
+  workerId?: string;
   /** Told the run's id as soon as it is known (a fresh run's is new), so a failure can be recorded on the run. */
   onRunId?: (runId: string) => void;
   /** How many connections the diff may fill with at once (the daemon: 2 while it has a free job slot, else 1); default 2. */
@@ -118,13 +124,16 @@ export function findSource(config: CompiledConfig, tenantId: string, sourceId: s
   return { tenant, source };
 }
 
-/** Throttle progress writes so that a fast phase does not hammer the job row. */
-function progressWriter(ctx: JobContext, runId: string, base: () => RunStats): (extra: Partial<RunStats>) => void {
+/** A failing push is logged (and shown to `--wait`) at most this often. */
+const RETRY_NOTE_MS = 5_000;
+
+/** Throttle progress writes so that a fast phase does not hammer the job row (`now`: a note that must not wait). */
+function progressWriter(ctx: JobContext, runId: string, base: () => RunStats): (extra: Partial<RunStats>, now?: boolean) => void {
   let last = 0;
   let pending: Promise<void> = Promise.resolve();
-  return (extra) => {
+  return (extra, urgent = false) => {
     const now = Date.now();
-    if (now - last < 1000) return;
+    if (!urgent && now - last < 1000) return;
     last = now;
     const stats = { ...base(), ...extra };
     pending = pending.then(() => ctx.queue.setProgress(ctx.job, { runId, stats }).catch(() => {}));
@@ -163,6 +172,8 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
   // What `--wait` shows as the snapshot's total, marked as an estimate: the last run's source row count.
   if (previous?.sourceRows != null) stats.sourceRowsEstimate = previous.sourceRows;
   ctx.onRunId?.(runId);
+  const resumedFrom = stats.worker;
+  if (ctx.workerId) stats.worker = ctx.workerId;
   const runLog = log.child({ runId });
   const labels = { tenant: tenant.id, source: source.id };
 
@@ -171,7 +182,10 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     await ledger.start({ runId, jobId: job.id, tenant: tenant.id, source: source.id, mode });
     await queue.setProgress(job, { phase: 'snapshot', runId, stats });
   } else {
-    runLog.info({ phase: job.phase }, 'resuming run taken over from another worker');
+    // Said only when it was another worker's: a retry of this worker's own attempt is no takeover.
+    const previousWorker = typeof resumedFrom === 'string' ? resumedFrom : undefined;
+    if (previousWorker !== undefined && previousWorker === ctx.workerId) runLog.info({ phase: job.phase }, `resuming run after attempt ${job.attempts - 1} failed`);
+    else runLog.info({ phase: job.phase, ...(previousWorker ? { previousWorker } : {}) }, 'resuming run taken over from another worker');
   }
 
   const setPhase = async (phase: Phase, extra: Partial<RunStats> = {}) => {
@@ -180,6 +194,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     await ledger.phase(runId, phase);
   };
   const progress = progressWriter(ctx, runId, () => stats);
+  let lastRetryNote = 0;
   const checkAbort = () => {
     if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
   };
@@ -269,7 +284,17 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       fence: (fn) => queue.fenced(job, fn),
       signal,
       onProgress: (p) => progress({ phase: 'push', batchesAcked: p.batchesAcked, batches: p.batches, rowsPushed: p.rows }),
+      onFailedAttempt: (failed) => {
+        // Seen within seconds, in the log and by `--wait`, not only when the attempt's retries are spent.
+        const now = Date.now();
+        if (now - lastRetryNote < RETRY_NOTE_MS) return;
+        lastRetryNote = now;
+        runLog.warn({ phase: 'push', attempt: failed.attempt, retriesLeft: failed.retriesLeft, cause: failed.error.message }, 'push request failed; retrying');
+        stats.pushRetry = { at: new Date(now).toISOString(), cause: failed.error.message };
+        progress({ phase: 'push' }, true);
+      },
     }));
+    delete stats.pushRetry;
     runLog.info({ ...pushed, ms: Date.now() - started }, 'changes pushed and acknowledged');
     ctx.telemetry?.pushed(labels, pushed.batches, Date.now() - started);
     ctx.telemetry?.dependency({ type: 'HTTP', name: `push ${tenant.id}/${source.id}`, target: new URL(tenant.push.url).host, data: tenant.push.url, durationMs: Date.now() - started, success: true, properties: labels });

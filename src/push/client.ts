@@ -81,7 +81,16 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptions> = {}): PushClient {
+/** A failed attempt that will be retried: told to the caller at once, so that a stuck push is visible in seconds. */
+export interface FailedAttempt {
+  what: string;
+  /** 1 for the first attempt. */
+  attempt: number;
+  retriesLeft: number;
+  error: Error;
+}
+
+export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptions> = {}, hooks: { onFailedAttempt?: (failed: FailedAttempt) => void } = {}): PushClient {
   const policy = { ...DEFAULT_RETRY, ...retry };
   const push = tenant.push;
   const baseUrl = push.url.replace(/\/+$/, '');
@@ -123,8 +132,10 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
         if (options.signal?.aborted) throw options.signal.reason ?? error;
         const { retryable, reason } = classifyError(error);
         const detail = error instanceof Error ? error.message : String(error);
-        if (!retryable) throw new PushRejectedError(`${what} failed (${reason}): ${detail}`, { status: 0, receiverMessage: detail, context });
-        throw new PushUnavailableError(`${what} failed (${reason}): ${detail}`, { cause: error, context });
+        // No answer at all: say it once, with where the agent tried and what to check.
+        const where = `The receiver of tenant "${tenant.id}" at push.url ${baseUrl} did not answer: check that URL, that the receiver runs, and the network path to it (DNS, proxy, firewall).`;
+        if (!retryable) throw new PushRejectedError(`${what} failed: ${reason} (${detail}). ${where}`, { status: 0, receiverMessage: detail, context });
+        throw new PushUnavailableError(`${what} failed: ${reason} (${detail}). ${where}`, { context });
       }
       const status = response.status;
       if (status >= 200 && status < 300) {
@@ -173,7 +184,8 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
       randomize: true,
       ...(options.signal ? { signal: options.signal } : {}),
       shouldRetry: ({ error }) => error instanceof CdcError && error.retryable && !options.signal?.aborted,
-      onFailedAttempt: async ({ error }) => {
+      onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
+        if (retriesLeft > 0 && error instanceof CdcError && error.retryable) hooks.onFailedAttempt?.({ what, attempt: attemptNumber, retriesLeft, error });
         // The receiver said when: wait that long before the (short) backoff.
         if (error instanceof PushUnavailableError && error.retryAfterMs !== undefined) await sleep(error.retryAfterMs, options.signal);
       },

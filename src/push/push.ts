@@ -13,7 +13,7 @@ import { toCdcError } from '../errors/classify.ts';
 import { PermanentError, TransientError, type ErrorContext } from '../errors/errors.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
-import { createPushClient, type PushClient } from './client.ts';
+import { createPushClient, type FailedAttempt, type PushClient } from './client.ts';
 import { frameBatch, idempotencyKey, wireSchema, type PushMode, type RunCompleted } from '../contract/wire.ts';
 import { PayloadTooLargeError } from './errors.ts';
 import { ackAndApply } from './staging.ts';
@@ -54,6 +54,8 @@ export interface PushRunArgs {
   signal?: AbortSignal;
   /** A shared client for the tenant; one is made (and closed) for this run when absent. */
   client?: PushClient;
+  /** Each failed request attempt that the client retries (for the run's own client). */
+  onFailedAttempt?: (failed: FailedAttempt) => void;
 }
 
 const COMMA = Buffer.from(',');
@@ -104,7 +106,7 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     // Invariant I4: a client carries one tenant's endpoint and credentials.
     throw new PermanentError(`push client for tenant ${args.client.tenant} was given a run of tenant ${tenant.id}`);
   }
-  const client = args.client ?? createPushClient(tenant);
+  const client = args.client ?? createPushClient(tenant, {}, args.onFailedAttempt ? { onFailedAttempt: args.onFailedAttempt } : {});
   const tables = sourceTables(tenant.id, source.id);
   const context: ErrorContext = { tenant: tenant.id, source: source.id, runId };
   const wire = wireSchema(schema);

@@ -3,6 +3,8 @@
  * operator reads it. The TTY form of `--wait` runs under a pseudo-terminal (util-linux `script`).
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { parse, stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, runCli, spawnCli, writeConfig } from '../support/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
@@ -148,6 +150,41 @@ describe('following jobs with --wait [postgres → postgres]', () => {
     expect(output).toMatch(/Stopped following 1 job\(s\) \(acme\/customers job \d+\); they go on in the agent\. Follow them again with `cdc-agent onboard --tenant acme --wait`/);
     expect(output.lastIndexOf('\u001b[?25h')).toBeGreaterThan(output.lastIndexOf('\u001b[?25l'));
     expect(code).toBe(130);
+  });
+});
+
+describe('a receiver that refuses connections [postgres → postgres]', () => {
+  it('each failed push attempt is logged at warn within seconds, --wait shows the cause, which names push.url once', async () => {
+    estate = await Estate.create({ label: 'op_refused', tenants: ['acme'], rows: 500, sources: [{ id: 'customers', table: 'public.customers' }] });
+    const raw = parse(await readFile(estate.configPath, 'utf8')) as { tenants: Array<{ push: { url: string } }> };
+    raw.tenants[0]!.push.url = 'http://127.0.0.1:1/v1';
+    await writeFile(estate.configPath, stringify(raw));
+    const agent = await estate.startAgent('agent-a');
+    const started = Date.now();
+    const child = spawnCli(['--config', estate.configPath, 'onboard', '--tenant', 'acme', '--wait'], { env: estate.env() });
+    let stderr = '';
+    const seen = new Promise<void>((resolve) =>
+      child.stderr!.on('data', (c: Buffer) => {
+        stderr += c.toString('utf8');
+        if (stderr.includes('push failing, retrying:')) resolve();
+      }),
+    );
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await seen;
+    const line = await agent.waitFor(/"msg":"push request failed; retrying"/, 30_000);
+    // within seconds, not after the attempt's ≈ 90 s of retries
+    expect(Date.now() - started).toBeLessThan(45_000);
+    const logged = JSON.parse(line) as { level: number; cause: string; phase: string; attempt: number; stack?: string };
+    expect(logged).toMatchObject({ level: 40, phase: 'push', attempt: expect.any(Number) });
+    expect(logged.stack).toBeUndefined();
+    const cause =
+      'Pushing RUN.1 to acme/customers failed: ECONNREFUSED: connection refused (connect ECONNREFUSED 127.0.0.1:1). The receiver of tenant "acme" at push.url http://127.0.0.1:1/v1 did not answer: ' +
+      'check that URL, that the receiver runs, and the network path to it (DNS, proxy, firewall).';
+    expect(logged.cause.replace(/\d{8}T\d{6}Z-[0-9a-f]{8}/, 'RUN')).toBe(cause);
+    expect(stderr.replace(/\d{8}T\d{6}Z-[0-9a-f]{8}/, 'RUN')).toContain(`acme/customers: push failing, retrying: ${cause}`);
+    expect(logged.cause.match(/ECONNREFUSED 127\.0\.0\.1:1/g)).toHaveLength(1);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
   });
 });
 

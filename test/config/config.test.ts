@@ -72,7 +72,7 @@ describe('configuration', () => {
         expect.stringMatching(/^tenants\[0\]\.id: tenant ids are/),
         expect.stringMatching(/^tenants\[0\]\.push\.url: /),
         expect.stringMatching(/^tenants\[0\]\.connections\.legacy\.dialect: /),
-        'tenants[0].sources[0].schedule: not a valid cron expression',
+        'tenants[0].sources[0].schedule: not a valid cron expression: "every day" is not a cron expression node-cron can read',
         'tenants[0].sources[1].key: Required (a query source must name its key columns)',
         'tenants[0].sources[1].connection: unknown connection "legacy2" (tenant\'s connections: legacy)',
         'tenants[0].sources[2].table: give exactly one of table or query',
@@ -173,5 +173,18 @@ tenants:
     const result = await runCli(['config', 'check'], { env: { CDC_AGENT_CONFIG: '/nonexistent/cdc.yaml' } });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('/nonexistent/cdc.yaml: file not found. Pass --config FILE, set CDC_AGENT_CONFIG');
+  });
+});
+
+describe('cron expressions, strictly', () => {
+  it('accepts what fires as written and refuses out-of-range values and steps', async () => {
+    const { cronProblem } = await import('../../src/config/cron.ts');
+    for (const ok of ['*/15 * * * *', '0 2 * * MON-FRI', '30 */6 1,15 JAN-JUN *', '*/10 * * * * *', '0 0 * * 7', '5-50/5 * * * *']) expect(cronProblem(ok), ok).toBeNull();
+    expect(cronProblem('*/99 * * * *')).toBe('minute step /99 is outside 1-60');
+    expect(cronProblem('75 * * * *')).toBe('minute "75" is outside 0-59');
+    expect(cronProblem('0 24 * * *')).toBe('hour "24" is outside 0-23');
+    expect(cronProblem('0 0 0 * *')).toBe('day of month "0" is outside 1-31');
+    expect(cronProblem('0 0 * * * * *')).toMatch(/^has 7 fields/);
+    expect(cronProblem('0 0 * FOO *')).toBe('month "FOO" has a value that is neither a number nor a name');
   });
 });

@@ -102,8 +102,8 @@ export function contractValidator(): (request: ObservedRequest) => string[] {
   const ajv = new Ajv2020({ strict: false, allErrors: true });
   addFormats.default(ajv);
   ajv.addSchema({ $id: 'openapi.yaml', ...doc } as object);
-  const routes = Object.entries(doc.paths).map(([template, ops]) => {
-    const op = ops.post!;
+  // The agent only POSTs (the digest GET is the receiver's optional read side, checked in test/contract).
+  const routes = Object.entries(doc.paths).flatMap(([template, ops]) => (ops.post ? [[template, ops.post] as const] : [])).map(([template, op]) => {
     const names: string[] = [];
     const regex = new RegExp(`^${template.replace(/\{(\w+)\}/g, (_, name: string) => (names.push(name), '([^/]+)'))}$`);
     const pointer = `/paths/${template.replaceAll('~', '~0').replaceAll('/', '~1')}/post`;
