@@ -7,7 +7,8 @@
  *   2. `cdc-agent onboard --tenant bench --wait` with `cdc-agent run` (the daemon) and `cdc-agent receiver`
  *      (the reference receiver) each in its own process (before it, one verify with nothing to read yet: the
  *      process's own floor of memory); the receiver must reconcile the run; then
- *      `VACUUM ANALYZE`, so that verify reads settled tables (no hint-bit writes charged to it);
+ *      `VACUUM ANALYZE` and `CHECKPOINT`, so that verify reads settled tables (no hint-bit or dirty-page writes
+ *      charged to it);
  *   3. `cdc-agent verify --tenant bench --json` as its own process: wall seconds, its peak RSS (VmHWM from
  *      /proc, sampled every 50 ms), its CPU seconds (exact: this process's reaped-children CPU before and after),
  *      the receiver's peak RSS while it computes its digest (its VmHWM reset through /proc/<pid>/clear_refs just
@@ -228,8 +229,9 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number, pr
       [TENANT, SOURCE],
     );
     if (Number(runs[0]!.n) !== 1 || Number(runs[0]!.bad) !== 0) throw new Error(`the receiver did not reconcile the onboarding: ${JSON.stringify(runs)}`);
-    console.log(`onboarded in ${r2(onboardSeconds)} s; VACUUM ANALYZE…`);
+    console.log(`onboarded in ${r2(onboardSeconds)} s; VACUUM ANALYZE, CHECKPOINT…`);
     await db.execute('VACUUM ANALYZE');
+    await db.execute('CHECKPOINT');
 
     console.log('verify (all match)…');
     const clean = await timedVerify(rx.child.pid!, profile);
@@ -243,6 +245,7 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number, pr
     const [{ table_name: rxTable }] = (await db.query<{ table_name: string }>('SELECT table_name FROM rx_datasets WHERE tenant = $1 AND dataset = $2', [TENANT, SOURCE])) as [{ table_name: string }];
     const deleted = await db.execute(`DELETE FROM ${db.quote(rxTable)} WHERE k0 % 100 = 0`);
     await db.execute(`VACUUM ANALYZE ${db.quote(rxTable)}`);
+    await db.execute('CHECKPOINT');
     console.log(`deleted ${deleted} of the receiver's rows; verify (differs)…`);
     const damaged = await timedVerify(rx.child.pid!, []);
     const d = damaged.report.sources[0];

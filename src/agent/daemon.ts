@@ -69,8 +69,12 @@ export class AgentDaemon {
   private readyCache: { at: number; ok: boolean; detail: Record<string, unknown> } | undefined;
   private sampler: NodeJS.Timeout | undefined;
 
+  /** The sources this replica's configuration has: the only jobs it claims. */
+  private readonly known: ReadonlyArray<{ tenant: string; source: string }>;
+
   constructor(options: DaemonOptions) {
     this.options = options;
+    this.known = options.config.tenants.flatMap((t) => t.sources.map((s) => ({ tenant: t.id, source: s.id })));
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   }
 
@@ -162,7 +166,7 @@ export class AgentDaemon {
       const free = config.worker.concurrency - this.active.size;
       if (free > 0) {
         try {
-          const jobs = await queue.claim(this.workerId, free, config.worker.leaseMs);
+          const jobs = await queue.claim(this.workerId, free, config.worker.leaseMs, this.known);
           for (const job of jobs) this.launch(job);
           idleDelay = config.worker.pollInterval;
           if (jobs.length > 0) continue;

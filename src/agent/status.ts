@@ -19,14 +19,25 @@ export interface SourceStatus {
   };
   running: null | { jobId: string; owner: string | null; phase: string | null; leaseUntil: string | null };
   queued: number;
+  /** How long the longest-due queued job of the source has waited to be claimed, null when none is due. */
+  waitingSeconds: number | null;
   dead: number;
   lastError: string | null;
+}
+
+/** Queued jobs of a source this configuration does not have: only a replica whose configuration has it claims them. */
+export interface UnknownSourceJobs {
+  tenant: string;
+  source: string;
+  queued: number;
+  waitingSeconds: number | null;
 }
 
 export interface StatusReport {
   generatedAt: string;
   queue: { depth: Record<string, number>; oldestQueuedSeconds: number | null };
   sources: SourceStatus[];
+  unknownSources: UnknownSourceJobs[];
 }
 
 function iso(value: unknown): string | null {
@@ -62,7 +73,8 @@ export async function collectStatus(config: CompiledConfig, controlDb: Db, queue
       const run = runs.find(is);
       const running = stats.running.find((j) => j.tenant === tenant.id && j.source === source.id);
       const dead = stats.dead.filter((j) => j.tenant === tenant.id && j.source === source.id);
-      const queued = stats.queuedBySource?.find((q) => q.tenant === tenant.id && q.source === source.id)?.count ?? 0;
+      const queuedHere = stats.queuedBySource?.find((q) => q.tenant === tenant.id && q.source === source.id);
+      const queued = queuedHere?.count ?? 0;
       const lastSuccessAt = iso(state?.last_success_at);
       sources.push({
         tenant: tenant.id,
@@ -88,6 +100,7 @@ export async function collectStatus(config: CompiledConfig, controlDb: Db, queue
           : null,
         running: running ? { jobId: running.id, owner: running.owner ?? null, phase: running.phase ?? null, leaseUntil: iso(running.leaseUntil) } : null,
         queued,
+        waitingSeconds: queuedHere?.waitingSeconds ?? null,
         dead: dead.length,
         lastError:
           dead[0]?.lastError ??
@@ -99,7 +112,17 @@ export async function collectStatus(config: CompiledConfig, controlDb: Db, queue
     generatedAt: now.toISOString(),
     queue: { depth: stats.depth, oldestQueuedSeconds: stats.oldestQueuedSeconds ?? null },
     sources,
+    unknownSources: (stats.queuedBySource ?? [])
+      .filter((q) => !config.tenants.some((t) => t.id === q.tenant && t.sources.some((s) => s.id === q.source)))
+      .map((q) => ({ tenant: q.tenant, source: q.source, queued: q.count, waitingSeconds: q.waitingSeconds })),
   };
+}
+
+/** A wait as the table shows it: `45s`, `5m`, `2h10m`. */
+export function formatAge(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
+  return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 /** Most characters of an error the table shows; `status --json` has it whole. */
@@ -127,12 +150,19 @@ export function formatStatus(report: StatusReport): string {
     String(s.lastRun?.upserts ?? '-'),
     String(s.lastRun?.deletes ?? '-'),
     s.running ? `${s.running.phase ?? 'claimed'} (${s.running.owner ?? '?'})` : 'idle',
-    String(s.queued),
+    s.queued > 0 && s.waitingSeconds !== null && s.waitingSeconds >= 60 ? `${s.queued} (waiting ${formatAge(s.waitingSeconds)})` : String(s.queued),
     String(s.dead),
     shortError(s.lastError),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const footer = report.sources.some((s) => s.lastError) ? ['', '(full errors: cdc-agent status --json)'] : [];
-  return [line(header), ...rows.map(line), ...footer].join('\n');
+  const unknown = report.unknownSources.length
+    ? [
+        '',
+        'Queued jobs of sources not in this configuration (only a replica whose configuration has them claims them):',
+        ...report.unknownSources.map((u) => `  ${u.tenant}/${u.source}: ${u.queued} queued${u.waitingSeconds !== null ? `, waiting ${formatAge(u.waitingSeconds)}` : ''}`),
+      ]
+    : [];
+  return [line(header), ...rows.map(line), ...unknown, ...footer].join('\n');
 }

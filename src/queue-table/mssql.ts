@@ -51,7 +51,8 @@ SELECT CAST(@id AS nvarchar(20)) AS id,
 UPDATE dbo.cdc_jobs WITH (ROWLOCK, READPAST, READCOMMITTEDLOCK)
 SET status = N'dead', finished_at = SYSUTCDATETIME(), updated_at = SYSUTCDATETIME(), lease_token = NULL, lease_until = NULL,
     last_error = CONCAT(N'Lease of worker ', lease_owner, N' expired during attempt ', attempts, N' of ', max_attempts,
-                        N': the worker stopped heartbeating (crash, SIGKILL or lost connection) on every attempt, so the job is dead-lettered instead of retried.')
+                        N': the worker stopped heartbeating (crash, SIGKILL or lost connection) and no attempt is left, so the job is dead-lettered.',
+                        N'' + NCHAR(10) + N'The attempt before failed with: ' + last_error)
 WHERE status = N'running' AND lease_until < SYSUTCDATETIME() AND attempts >= max_attempts;`,
 
   // Fairness as in postgres.ts: rank = the tenant's running jobs + place among its claimable jobs.
@@ -62,6 +63,7 @@ WITH unfinished AS (
          CASE WHEN c.status = N'running' AND c.lease_until >= SYSUTCDATETIME() THEN 1 ELSE 0 END AS busy
   FROM dbo.cdc_jobs AS c WITH (READPAST, READCOMMITTEDLOCK)
   WHERE c.status IN (N'queued', N'running')
+    AND (@p4 IS NULL OR CHARINDEX(CONCAT(N',', c.tenant_id, N'/', c.source_id, N','), @p4) > 0)
 ),
 ranked AS (
   SELECT u.id, u.priority, u.run_after, u.ready,
@@ -83,6 +85,9 @@ OUTPUT CAST(inserted.id AS nvarchar(20)) AS id, inserted.tenant_id, inserted.sou
        inserted.attempts, inserted.max_attempts, inserted.lease_token, inserted.phase, inserted.run_id, inserted.stats
 FROM picked AS p
 INNER JOIN dbo.cdc_jobs AS t WITH (ROWLOCK) ON t.id = p.id;`,
+
+  // `,a/b,c/d,`: CHARINDEX works at every compatibility level (STRING_SPLIT needs 130).
+  sourceFilter: (names) => `,${names.join(',')},`,
 
   heartbeat: `UPDATE dbo.cdc_jobs SET lease_until = DATEADD(millisecond, @p3, SYSUTCDATETIME()), updated_at = SYSUTCDATETIME() WHERE ${FENCE};`,
 
@@ -141,7 +146,10 @@ WHERE status = N'succeeded'
 
   statsDepth: `SELECT status, COUNT(*) AS n FROM dbo.cdc_jobs GROUP BY status;`,
 
-  statsQueuedBySource: `SELECT tenant_id, source_id, COUNT(*) AS n FROM dbo.cdc_jobs WHERE status = N'queued' GROUP BY tenant_id, source_id;`,
+  statsQueuedBySource: `
+SELECT tenant_id, source_id, COUNT(*) AS n,
+       MAX(CASE WHEN run_after <= SYSUTCDATETIME() THEN DATEDIFF(second, run_after, SYSUTCDATETIME()) END) AS waiting_s
+FROM dbo.cdc_jobs WHERE status = N'queued' GROUP BY tenant_id, source_id;`,
 
   jobsByIds: (placeholders) => `
 SELECT CAST(id AS nvarchar(20)) AS id, tenant_id, source_id, kind, status, priority, attempts, max_attempts, phase, run_id, stats, last_error, lease_owner,

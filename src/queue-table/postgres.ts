@@ -31,8 +31,9 @@ SELECT (SELECT id::text FROM ins) AS id,
   reapExpired: `
 UPDATE cdc_jobs AS t
 SET status = 'dead', finished_at = now(), updated_at = now(), lease_token = NULL, lease_until = NULL,
-    last_error = format('Lease of worker %s expired during attempt %s of %s: the worker stopped heartbeating (crash, SIGKILL or lost connection) on every attempt, so the job is dead-lettered instead of retried.',
+    last_error = format('Lease of worker %s expired during attempt %s of %s: the worker stopped heartbeating (crash, SIGKILL or lost connection) and no attempt is left, so the job is dead-lettered.',
                         t.lease_owner, t.attempts, t.max_attempts)
+                 || COALESCE(E'\nThe attempt before failed with: ' || t.last_error, '')
 WHERE t.id IN (SELECT id FROM cdc_jobs
                 WHERE status = 'running' AND lease_until < now() AND attempts >= max_attempts
                 FOR UPDATE SKIP LOCKED)`,
@@ -47,6 +48,7 @@ WITH unfinished AS (
          CASE WHEN c.status = 'running' AND c.lease_until >= now() THEN 1 ELSE 0 END AS busy
   FROM cdc_jobs AS c
   WHERE c.status IN ('queued', 'running')
+    AND ($4::text[] IS NULL OR c.tenant_id || '/' || c.source_id = ANY($4::text[]))
 ),
 ranked AS (
   SELECT u.id, u.priority, u.run_after, u.ready,
@@ -79,6 +81,8 @@ FROM picked
 WHERE t.id = picked.id
 RETURNING t.id::text AS id, t.tenant_id, t.source_id, t.kind, t.priority, t.attempts, t.max_attempts,
           t.lease_token, t.phase, t.run_id, t.stats`,
+
+  sourceFilter: (names) => [...names],
 
   heartbeat: `UPDATE cdc_jobs SET lease_until = ${after('$3')}, updated_at = now() WHERE ${FENCE}`,
 
@@ -127,7 +131,10 @@ WHERE j.status = 'dead'
 
   statsDepth: `SELECT status, count(*)::int AS n FROM cdc_jobs GROUP BY status`,
 
-  statsQueuedBySource: `SELECT tenant_id, source_id, count(*)::int AS n FROM cdc_jobs WHERE status = 'queued' GROUP BY tenant_id, source_id`,
+  statsQueuedBySource: `
+SELECT tenant_id, source_id, count(*)::int AS n,
+       max(extract(epoch FROM now() - run_after)) FILTER (WHERE run_after <= now())::float8 AS waiting_s
+FROM cdc_jobs WHERE status = 'queued' GROUP BY tenant_id, source_id`,
 
   jobsByIds: (placeholders) => `
 SELECT id::text AS id, tenant_id, source_id, kind, status, priority, attempts, max_attempts, phase, run_id, stats, last_error, lease_owner,

@@ -131,8 +131,8 @@ export interface QueueStats {
   oldestQueuedAgeMs: number | null;
   /** The same in whole seconds. */
   oldestQueuedSeconds: number | null;
-  /** Queued jobs per (tenant, source), due or not. */
-  queuedBySource: Array<{ tenant: string; source: string; count: number }>;
+  /** Queued jobs per (tenant, source), due or not; `waitingSeconds`: how long the longest-due one waits (null: none due). */
+  queuedBySource: Array<{ tenant: string; source: string; count: number; waitingSeconds: number | null }>;
   running: RunningJobInfo[];
   /** Newest first, at most `deadLimit` (default 100); `depth.dead` has the full count. */
   dead: DeadJobInfo[];
@@ -142,8 +142,11 @@ export interface QueueStats {
 
 export interface JobQueue {
   enqueue(req: EnqueueRequest): Promise<EnqueueResult>;
-  /** Claim up to `max` due jobs for `workerId` with a lease of `leaseMs`. */
-  claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedJob[]>;
+  /**
+   * Claim up to `max` due jobs for `workerId` with a lease of `leaseMs`; with `only`, jobs of those sources
+   * alone (a replica takes only sources its configuration has, so a rolling deploy cannot dead-letter new ones).
+   */
+  claim(workerId: string, max: number, leaseMs: number, only?: ReadonlyArray<{ tenant: string; source: string }>): Promise<ClaimedJob[]>;
   /** Extend the lease; LeaseLostError when the lease is no longer ours. */
   heartbeat(job: JobLease, leaseMs: number): Promise<void>;
   /** Record where the run is (fenced); values left out are kept. */
@@ -267,12 +270,15 @@ class TableJobQueue implements JobQueue {
     });
   }
 
-  async claim(workerId: string, max: number, leaseMs: number): Promise<ClaimedJob[]> {
+  async claim(workerId: string, max: number, leaseMs: number, only?: ReadonlyArray<{ tenant: string; source: string }>): Promise<ClaimedJob[]> {
     if (!workerId) throw new RangeError('claim needs a worker id.');
     positiveInt(max, 'max', 1_000);
     positiveInt(leaseMs, 'leaseMs');
+    const names = only?.map((s) => `${s.tenant}/${s.source}`);
+    if (names?.some((n) => !/^[a-z0-9_-]+\/[a-z0-9_-]+$/.test(n))) throw new RangeError('claim: tenant and source ids are [a-z0-9_-].');
+    if (names?.length === 0) return [];
     await this.db.execute(this.sql.reapExpired);
-    const rows = await this.db.query<JobRowSql & Row>(this.sql.claim, [max, workerId, leaseMs]);
+    const rows = await this.db.query<JobRowSql & Row>(this.sql.claim, [max, workerId, leaseMs, names ? this.sql.sourceFilter(names) : null]);
     return rows.map((r) => ({
       ...jobIdentity(r),
       leaseToken: r.lease_token,
@@ -407,7 +413,7 @@ class TableJobQueue implements JobQueue {
     const [depthRows, queuedRows, bySourceRows, runningRows, deadRows, latestRows] = await Promise.all([
       this.db.query<{ status: JobStatus; n: number }>(this.sql.statsDepth),
       this.db.query<{ now_ms: number; ready: number; oldest_ready_ms: number | null }>(this.sql.statsQueued),
-      this.db.query<{ tenant_id: string; source_id: string; n: number }>(this.sql.statsQueuedBySource),
+      this.db.query<{ tenant_id: string; source_id: string; n: number; waiting_s: number | null }>(this.sql.statsQueuedBySource),
       this.db.query(this.sql.statsRunning),
       this.db.query(this.sql.statsDead, [deadLimit]),
       this.db.query(this.sql.statsLatest),
@@ -424,7 +430,12 @@ class TableJobQueue implements JobQueue {
       ready: Number(queued?.ready ?? 0),
       oldestQueuedAgeMs: oldestMs,
       oldestQueuedSeconds: oldestMs === null ? null : Math.round(oldestMs / 1000),
-      queuedBySource: bySourceRows.map((r) => ({ tenant: String(r.tenant_id), source: String(r.source_id), count: Number(r.n) })),
+      queuedBySource: bySourceRows.map((r) => ({
+        tenant: String(r.tenant_id),
+        source: String(r.source_id),
+        count: Number(r.n),
+        waitingSeconds: r.waiting_s === null || r.waiting_s === undefined ? null : Math.round(Number(r.waiting_s)),
+      })),
       running: runningRows.map((r) => ({
         ...jobIdentity(r),
         attempts: Number(r.attempts),

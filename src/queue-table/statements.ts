@@ -34,15 +34,18 @@ export interface QueueStatements {
    */
   enqueue: string;
   /**
-   * Dead-letter running jobs whose lease expired on their last attempt (the worker died each time).
-   * No params. Returns the number of rows changed.
+   * Dead-letter running jobs whose lease expired on their last attempt (the worker died). The job keeps
+   * the error of the attempt before, after the lease message. No params. Returns the number of rows changed.
    */
   reapExpired: string;
   /**
    * The claim, one atomic statement that skips rows other claimers hold. Params: 1 max jobs,
-   * 2 worker id, 3 lease ms. Rows: JobRowSql.
+   * 2 worker id, 3 lease ms, 4 the sources this replica may take (`sourceFilter`'s value; null: any).
+   * Rows: JobRowSql.
    */
   claim: string;
+  /** The claim's 4th parameter for these `tenant/source` names (ids are [a-z0-9_-], so `/` and `,` cannot occur in them). */
+  sourceFilter(names: readonly string[]): unknown;
   /** Params: 1 id, 2 token, 3 lease ms. Fenced. */
   heartbeat: string;
   /** Params: 1 id, 2 token, 3 phase|null, 4 run_id|null, 5 stats JSON|null; nulls keep the old value. Fenced. */
@@ -64,7 +67,7 @@ export interface QueueStatements {
   retryDead: string;
   /** Delete succeeded jobs finished more than `1` ms ago. Params: 1 older-than ms. */
   prune: string;
-  /** Queued jobs per source. Rows: `tenant_id`, `source_id`, `n`. */
+  /** Queued jobs per source. Rows: `tenant_id`, `source_id`, `n`, `waiting_s` (seconds the longest-due one waits; NULL when none is due). */
   statsQueuedBySource: string;
   /**
    * Jobs by id; given the dialect's placeholders for the ids (text). Rows: id, tenant_id, source_id, kind,

@@ -8,7 +8,7 @@ import { parse, stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN, runCli, spawnCli, writeConfig } from '../support/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
-import { Estate } from '../support/estate.ts';
+import { AgentProcess, Estate } from '../support/estate.ts';
 
 let estate: Estate | undefined;
 const dbs: TestDatabase[] = [];
@@ -185,6 +185,38 @@ describe('a receiver that refuses connections [postgres → postgres]', () => {
     expect(logged.cause.match(/ECONNREFUSED 127\.0\.0\.1:1/g)).toHaveLength(1);
     child.kill('SIGINT');
     expect(await exited).toBe(130);
+  });
+});
+
+describe('rolling configuration changes [postgres → postgres]', () => {
+  it('a replica whose configuration lacks a source leaves its jobs for one that has it; status shows them waiting', async () => {
+    estate = await Estate.create({ label: 'op_rolling', tenants: ['acme'], rows: 1000, sources: [{ id: 'customers', table: 'public.customers' }, { id: 'orders', table: 'public.orders' }] });
+    // the old replica's configuration: orders is not in it yet
+    const raw = parse(await readFile(estate.configPath, 'utf8')) as { tenants: Array<{ sources: Array<{ id: string }> }> };
+    raw.tenants[0]!.sources = raw.tenants[0]!.sources.filter((s) => s.id !== 'orders');
+    const oldConfig = await writeConfig(raw, 'old.yaml');
+    const old = new AgentProcess('old', spawnCli(['--config', oldConfig, 'run', '--no-schedule', '--worker-id', 'old', '--health-host', '127.0.0.1'], { env: estate.env() }));
+    estate.agents.push(old);
+    await old.waitFor(/"msg":"agent running"/);
+
+    // the new configuration onboards both; only customers is the old replica's to take
+    const ids = (JSON.parse((await estate.cli(['onboard', '--tenant', 'acme', '--json'])).stdout) as { jobs: Array<{ source: string; jobId: string }> }).jobs;
+    const byName = Object.fromEntries(ids.map((j) => [j.source, j.jobId]));
+    await estate.waitForJobs([byName.customers!]);
+    await new Promise((r) => setTimeout(r, 2000));
+    const [orders] = await estate.queue.getJobs([byName.orders!]);
+    expect(orders).toMatchObject({ status: 'queued', attempts: 0, lastError: null });
+    expect(old.messages().some((m) => m.source === 'orders')).toBe(false);
+
+    const fromNew = JSON.parse((await estate.cli(['status', '--json'])).stdout) as { sources: Array<{ source: string; queued: number; waitingSeconds: number | null }>; unknownSources: unknown[] };
+    expect(fromNew.sources.find((s) => s.source === 'orders')).toMatchObject({ queued: 1, waitingSeconds: expect.any(Number) });
+    expect(fromNew.unknownSources).toEqual([]);
+    const fromOld = await runCli(['--config', oldConfig, 'status'], { env: estate.env() });
+    expect(fromOld.stdout).toMatch(/Queued jobs of sources not in this configuration \(only a replica whose configuration has them claims them\):\n {2}acme\/orders: 1 queued, waiting \d+s/);
+
+    // the new replica arrives and takes it
+    await estate.startAgent('new');
+    await estate.waitForJobs([byName.orders!]);
   });
 });
 
