@@ -256,6 +256,19 @@ describeEachDialect('queue table', (dialect) => {
       expect(view).toMatchObject({ status: 'dead', attempts: 1 });
       expect(view!.lastError).toMatch(/crashy.*expired/);
     });
+
+    it('keeps the cause of the attempt before when the last attempt\'s lease expires', async () => {
+      const q = createJobQueue(t.db, { backoff: { baseMs: 1, factor: 1, maxMs: 1, jitter: 'none' } });
+      const { jobId } = await q.enqueue({ tenant: 'acme', source: 'orders', kind: 'incremental', maxAttempts: 2 });
+      const first = await claimOne(q, 'w1');
+      await q.fail(first, new TransientError('connect ECONNREFUSED 127.0.0.1:1'));
+      await claimWhenDue(q, 'crashy', 1);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await q.claim('w2', 1, LEASE)).toEqual([]);
+      const [view] = await q.getJobs([jobId!]);
+      expect(view).toMatchObject({ status: 'dead', attempts: 2 });
+      expect(view!.lastError).toMatch(/^Lease of worker crashy expired during attempt 2 of 2: .* no attempt is left, so the job is dead-lettered\.\nThe attempt before failed with: \[transient: .*\] .*connect ECONNREFUSED 127\.0\.0\.1:1/s);
+    });
   });
 
   describe('failures', () => {
