@@ -4,7 +4,7 @@
  */
 import type { CompiledConfig } from '../config/load.ts';
 import type { Db } from '../dialect/types.ts';
-import type { JobQueue, QueueStats } from '../queue-table/queue.ts';
+import type { JobQueue, JobView, QueueStats } from '../queue-table/queue.ts';
 
 export interface SourceStatus {
   tenant: string;
@@ -165,4 +165,68 @@ export function formatStatus(report: StatusReport): string {
       ]
     : [];
   return [line(header), ...rows.map(line), ...unknown, ...footer].join('\n');
+}
+
+/** One job as `cdc-agent jobs list --json` prints it. */
+export interface JobListing {
+  id: string;
+  tenant: string;
+  source: string;
+  kind: string;
+  state: string;
+  attempts: number;
+  maxAttempts: number;
+  phase: string | null;
+  owner: string | null;
+  runId: string | null;
+  /** Seconds since the job was enqueued. */
+  ageSeconds: number | null;
+  /** Queued: seconds until it is due (negative: overdue by that much); else null. */
+  dueInSeconds: number | null;
+  createdAt: string | null;
+  finishedAt: string | null;
+  lastError: string | null;
+}
+
+export function jobsReport(jobs: readonly JobView[], at: Date): { generatedAt: string; jobs: JobListing[] } {
+  const seconds = (d: Date | null) => (d === null ? null : Math.round((at.getTime() - d.getTime()) / 1000));
+  return {
+    generatedAt: at.toISOString(),
+    jobs: jobs.map((j) => ({
+      id: j.id,
+      tenant: j.tenant,
+      source: j.source,
+      kind: j.kind,
+      state: j.status,
+      attempts: j.attempts,
+      maxAttempts: j.maxAttempts,
+      phase: j.phase,
+      owner: j.status === 'running' ? j.owner : null,
+      runId: j.runId,
+      ageSeconds: seconds(j.createdAt),
+      dueInSeconds: j.status === 'queued' && j.runAfter ? -(seconds(j.runAfter) ?? 0) : null,
+      createdAt: j.createdAt?.toISOString() ?? null,
+      finishedAt: j.finishedAt?.toISOString() ?? null,
+      lastError: j.lastError,
+    })),
+  };
+}
+
+export function formatJobs(report: { jobs: JobListing[] }): string {
+  if (report.jobs.length === 0) return 'No jobs.';
+  const header = ['ID', 'STATE', 'KIND', 'SOURCE', 'ATTEMPTS', 'AGE', 'PHASE', 'OWNER', 'LAST ERROR'];
+  const rows = report.jobs.map((j) => [
+    j.id,
+    j.state === 'queued' && j.dueInSeconds !== null && j.dueInSeconds > 0 ? `queued (in ${formatAge(j.dueInSeconds)})` : j.state,
+    j.kind,
+    `${j.tenant}/${j.source}`,
+    `${j.attempts}/${j.maxAttempts}`,
+    j.ageSeconds === null ? '-' : formatAge(Math.max(0, j.ageSeconds)),
+    j.phase ?? '-',
+    j.owner ?? '-',
+    shortError(j.lastError),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
 }

@@ -157,6 +157,14 @@ SELECT CAST(id AS nvarchar(20)) AS id, tenant_id, source_id, kind, status, prior
        ${ms('updated_at')} AS updated_ms, ${ms('finished_at')} AS finished_ms
 FROM dbo.cdc_jobs WHERE id IN (${placeholders.map((p) => `TRY_CAST(${p} AS bigint)`).join(', ')}) ORDER BY id;`,
 
+  listJobs: `
+SELECT TOP (@p3) CAST(id AS nvarchar(20)) AS id, tenant_id, source_id, kind, status, priority, attempts, max_attempts, phase, run_id, stats, last_error, lease_owner,
+       ${ms('run_after')} AS run_after_ms, ${ms('lease_until')} AS lease_until_ms, ${ms('created_at')} AS created_ms,
+       ${ms('updated_at')} AS updated_ms, ${ms('finished_at')} AS finished_ms, ${ms('SYSUTCDATETIME()')} AS now_ms
+FROM dbo.cdc_jobs
+WHERE (status = @p1 OR (@p1 IS NULL AND status IN (N'queued', N'running', N'dead'))) AND (@p2 IS NULL OR tenant_id = @p2)
+ORDER BY id DESC;`,
+
   statsQueued: `
 SELECT ${ms('SYSUTCDATETIME()')} AS now_ms, COUNT(*) AS ready, ${ms('MIN(run_after)')} AS oldest_ready_ms
 FROM dbo.cdc_jobs WHERE status = N'queued' AND run_after <= SYSUTCDATETIME();`,

@@ -146,6 +146,14 @@ FROM cdc_jobs WHERE id IN (${placeholders.map((p) => `${p}::bigint`).join(', ')}
 SELECT ${ms('now()')} AS now_ms, count(*)::int AS ready, ${ms('min(run_after)')} AS oldest_ready_ms
 FROM cdc_jobs WHERE status = 'queued' AND run_after <= now()`,
 
+  listJobs: `
+SELECT id::text AS id, tenant_id, source_id, kind, status, priority, attempts, max_attempts, phase, run_id, stats, last_error, lease_owner,
+       ${ms('run_after')} AS run_after_ms, ${ms('lease_until')} AS lease_until_ms, ${ms('created_at')} AS created_ms,
+       ${ms('updated_at')} AS updated_ms, ${ms('finished_at')} AS finished_ms, ${ms('now()')} AS now_ms
+FROM cdc_jobs
+WHERE (status = $1::text OR ($1::text IS NULL AND status IN ('queued', 'running', 'dead'))) AND ($2::text IS NULL OR tenant_id = $2::text)
+ORDER BY id DESC LIMIT $3`,
+
   statsRunning: `
 SELECT id::text AS id, tenant_id, source_id, kind, attempts, lease_owner, phase, run_id,
        ${ms('lease_until')} AS lease_until_ms, ${ms('claimed_at')} AS started_ms

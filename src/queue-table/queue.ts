@@ -169,6 +169,8 @@ export interface JobQueue {
   stats(options?: { deadLimit?: number }): Promise<QueueStats>;
   /** The jobs with these ids that still exist (pruned ones are left out). */
   getJobs(ids: readonly string[]): Promise<JobView[]>;
+  /** The newest jobs (default: queued, running and dead), newest first, with the database clock. */
+  listJobs(filter?: { status?: JobStatus; tenant?: string; limit?: number }): Promise<{ at: Date; jobs: JobView[] }>;
 }
 
 export interface JobQueueOptions {
@@ -385,27 +387,16 @@ class TableJobQueue implements JobQueue {
     for (let i = 0; i < valid.length; i += 500) {
       const chunk = valid.slice(i, i + 500);
       const rows = await this.db.query(this.sql.jobsByIds(chunk.map((_, n) => this.db.param(n + 1))), chunk);
-      for (const r of rows) {
-        views.push({
-          ...jobIdentity(r),
-          status: r.status as JobStatus,
-          priority: Number(r.priority),
-          attempts: Number(r.attempts),
-          maxAttempts: Number(r.max_attempts),
-          phase: text(r.phase),
-          runId: text(r.run_id),
-          stats: parseJson(r.stats),
-          lastError: text(r.last_error),
-          owner: text(r.lease_owner),
-          runAfter: toDate(r.run_after_ms),
-          leaseUntil: toDate(r.lease_until_ms),
-          createdAt: toDate(r.created_ms),
-          updatedAt: toDate(r.updated_ms),
-          finishedAt: toDate(r.finished_ms),
-        });
-      }
+      views.push(...rows.map(jobView));
     }
     return views;
+  }
+
+  async listJobs(filter: { status?: JobStatus; tenant?: string; limit?: number } = {}): Promise<{ at: Date; jobs: JobView[] }> {
+    if (filter.status !== undefined && !JOB_STATUSES.includes(filter.status)) throw new RangeError(`status must be one of ${JOB_STATUSES.join(', ')}`);
+    const limit = positiveInt(filter.limit ?? 100, 'limit', 10_000);
+    const rows = await this.db.query(this.sql.listJobs, [filter.status ?? null, filter.tenant ?? null, limit]);
+    return { at: toDate(rows[0]?.now_ms) ?? new Date(), jobs: rows.map(jobView) };
   }
 
   async stats(options: { deadLimit?: number } = {}): Promise<QueueStats> {
@@ -465,6 +456,27 @@ class TableJobQueue implements JobQueue {
 }
 
 const text = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+/** A row of jobsByIds / listJobs as a JobView. */
+function jobView(r: Row): JobView {
+  return {
+    ...jobIdentity(r),
+    status: r.status as JobStatus,
+    priority: Number(r.priority),
+    attempts: Number(r.attempts),
+    maxAttempts: Number(r.max_attempts),
+    phase: text(r.phase),
+    runId: text(r.run_id),
+    stats: parseJson(r.stats),
+    lastError: text(r.last_error),
+    owner: text(r.lease_owner),
+    runAfter: toDate(r.run_after_ms),
+    leaseUntil: toDate(r.lease_until_ms),
+    createdAt: toDate(r.created_ms),
+    updatedAt: toDate(r.updated_ms),
+    finishedAt: toDate(r.finished_ms),
+  };
+}
 
 export function createJobQueue(db: Db, options: JobQueueOptions = {}): JobQueue {
   return new TableJobQueue(db, options);

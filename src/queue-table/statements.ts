@@ -75,6 +75,11 @@ export interface QueueStatements {
    * lease_until_ms, created_ms, updated_ms, finished_ms.
    */
   jobsByIds(placeholders: readonly string[]): string;
+  /**
+   * The newest jobs, the same columns as jobsByIds plus `now_ms` (the database clock). Params: 1 status or
+   * NULL (queued, running and dead), 2 tenant or NULL, 3 at most this many.
+   */
+  listJobs: string;
   /** Rows: `status`, `n`. */
   statsDepth: string;
   /** One row: `now_ms`, `ready`, `oldest_ready_ms` (null when none). */

@@ -233,5 +233,18 @@ describe('status tells the truth [postgres → postgres]', () => {
     expect(table).not.toMatch(/\[permanent: PermanentError\]|PermanentError:/);
     expect(table).toMatch(/legacy_notes/);
     expect(table).toContain('(full errors: cdc-agent status --json)');
+
+    const listed = JSON.parse((await estate.cli(['jobs', 'list', '--state', 'dead', '--json'])).stdout) as { jobs: Array<Record<string, unknown>> };
+    expect(listed.jobs).toEqual([
+      expect.objectContaining({ tenant: 'acme', source: 'legacy_notes', kind: 'initial', state: 'dead', attempts: 1, ageSeconds: expect.any(Number), lastError: expect.stringMatching(/legacy_notes/) }),
+    ]);
+    const list = await estate.cli(['jobs', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^ID +STATE +KIND +SOURCE +ATTEMPTS +AGE +PHASE +OWNER +LAST ERROR$/m);
+    expect(list.stdout).toMatch(/^\d+ +dead +initial +acme\/legacy_notes +1\/20 +\d+s +\S+ +- +.*legacy_notes/m);
+    expect((await estate.cli(['jobs', 'list', '--state', 'succeeded'])).stdout).toBe('No jobs.\n');
+    const bad = await estate.cli(['jobs', 'list', '--state', 'sleeping']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--state sleeping: give one of queued, running, dead, succeeded');
   });
 });

@@ -1,5 +1,6 @@
 /** `cdc-agent status [--json]` and `cdc-agent jobs retry-dead`. */
 import type { Command } from 'commander';
+import { ConfigError } from '../../errors/errors.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadFromCli, type CliIo } from '../context.ts';
 
@@ -23,6 +24,31 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
     });
 
   const jobs = program.command('jobs').description('inspect and repair the job queue');
+  jobs
+    .command('list')
+    .description('the newest jobs (default: queued, running and dead) with their age, attempts, phase, owner and error')
+    .option('--state <state>', 'only jobs in this state: queued, running, dead or succeeded')
+    .option('--tenant <id>', 'only this tenant')
+    .option('--limit <n>', 'at most this many, newest first', '100')
+    .option('--json', 'print the jobs as JSON')
+    .action(async (options: { state?: string; tenant?: string; limit: string; json?: boolean }, command: Command) => {
+      const states = ['queued', 'running', 'dead', 'succeeded'] as const;
+      const state = options.state as (typeof states)[number] | undefined;
+      if (state !== undefined && !states.includes(state)) throw new ConfigError([`--state ${options.state}: give one of ${states.join(', ')}`], 'Invalid option');
+      if (!/^[1-9][0-9]{0,3}$/.test(options.limit)) throw new ConfigError([`--limit ${options.limit}: give a whole number from 1 to 9999`], 'Invalid option');
+      const loaded = await loadFromCli(command, io);
+      const { openRuntime } = await import('../../agent/runtime.ts');
+      const { formatJobs, jobsReport } = await import('../../agent/status.ts');
+      const runtime = await openRuntime(loaded, { logLevel: 'warn' });
+      try {
+        const listed = await runtime.queue.listJobs({ ...(state ? { status: state } : {}), ...(options.tenant ? { tenant: options.tenant } : {}), limit: Number(options.limit) });
+        const report = jobsReport(listed.jobs, listed.at);
+        io.out(options.json ? JSON.stringify(report, null, 2) : formatJobs(report));
+        setExit(EXIT.ok);
+      } finally {
+        await runtime.close();
+      }
+    });
   jobs
     .command('retry-dead')
     .description('put dead-lettered jobs back in the queue (after fixing their cause)')
