@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { CompiledConfig } from '../config/load.ts';
+import type { BrokenTenant, CompiledConfig } from '../config/load.ts';
 import type { Db } from '../dialect/types.ts';
 import { classifyError } from '../errors/classify.ts';
 import { CdcError, LeaseLostError } from '../errors/errors.ts';
@@ -48,6 +48,8 @@ export interface DaemonOptions {
   rotation?: SecretRotation;
   /** How often queue depth and per-source lag are sampled into gauges (default 15 s). */
   sampleEveryMs?: number;
+  /** Configured tenants left out because their secrets are missing (src/config/load.ts): reported, not served. */
+  brokenTenants?: readonly BrokenTenant[];
 }
 
 interface ActiveJob {
@@ -92,6 +94,9 @@ export class AgentDaemon {
     this.health = health;
     this.healthPort = health.port;
     this.log.info({ workerId: this.workerId, healthPort: health.port }, 'agent starting');
+    for (const b of this.options.brokenTenants ?? []) {
+      this.log.error({ tenant: b.tenant, problems: b.problems }, `tenant ${b.tenant} is not served: its secrets cannot be resolved (${b.problems.join('; ')}); the other tenants are`);
+    }
     // Wait for a usable schema without crash-looping: back off while the control database is unreachable.
     let delay = 1000;
     while (this.state === 'starting') {
@@ -130,6 +135,7 @@ export class AgentDaemon {
         t.sources.filter((s) => s.every !== undefined).map((s) => ({ tenant: t.id, source: s.id, seconds: (s.every ?? 0) / 1000 })),
       );
       telemetry.sampled(await collectStatus(config, controlDb, queue), intervals);
+      telemetry.tenantsNotServed((this.options.brokenTenants ?? []).map((b) => b.tenant));
     } catch (error) {
       this.log.debug({ err: error }, 'sampling queue metrics failed');
     }
@@ -141,7 +147,12 @@ export class AgentDaemon {
     try {
       const status = await assertSchemaUsable(this.options.controlDb);
       const ok = this.state === 'running' && status.pending.length === 0;
-      result = { ok, detail: { state: this.state, migration: status.current, pendingMigrations: status.pending.length, activeJobs: this.active.size } };
+      const broken = this.options.brokenTenants ?? [];
+      // Still ready: the other tenants are served; the broken ones are named for the operator.
+      result = {
+        ok,
+        detail: { state: this.state, migration: status.current, pendingMigrations: status.pending.length, activeJobs: this.active.size, ...(broken.length ? { tenantsNotServed: broken } : {}) },
+      };
     } catch (error) {
       result = { ok: false, detail: { state: this.state, error: error instanceof Error ? error.message : String(error) } };
     }

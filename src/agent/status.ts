@@ -38,6 +38,8 @@ export interface StatusReport {
   queue: { depth: Record<string, number>; oldestQueuedSeconds: number | null };
   sources: SourceStatus[];
   unknownSources: UnknownSourceJobs[];
+  /** Configured tenants whose secrets cannot be resolved: not served, so not in `sources` (`status` adds them). */
+  tenantsNotServed?: ReadonlyArray<{ tenant: string; problems: string[] }>;
 }
 
 function iso(value: unknown): string | null {
@@ -164,7 +166,8 @@ export function formatStatus(report: StatusReport): string {
         ...report.unknownSources.map((u) => `  ${u.tenant}/${u.source}: ${u.queued} queued${u.waitingSeconds !== null ? `, waiting ${formatAge(u.waitingSeconds)}` : ''}`),
       ]
     : [];
-  return [line(header), ...rows.map(line), ...unknown, ...footer].join('\n');
+  const broken = (report.tenantsNotServed ?? []).flatMap((b) => ['', `Tenant ${b.tenant} is not served: its secrets cannot be resolved.`, ...b.problems.map((p) => `  - ${p}`)]);
+  return [line(header), ...rows.map(line), ...unknown, ...broken, ...footer].join('\n');
 }
 
 /** One job as `cdc-agent jobs list --json` prints it. */

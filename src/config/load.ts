@@ -27,6 +27,17 @@ export interface LoadOptions {
   providers?: readonly SecretProvider[];
   /** Options for the Key Vault client (tests point it at a local vault with `disableChallengeResourceVerification`). */
   keyVaultClientOptions?: SecretClientOptions;
+  /**
+   * A tenant whose secrets cannot be resolved is left out (and listed in `brokenTenants`) instead of failing the
+   * whole load: the daemon and `status` keep serving the other tenants. A missing secret outside `tenants` still fails.
+   */
+  skipBrokenTenants?: boolean;
+}
+
+/** A configured tenant left out because its secrets could not be resolved; `problems` as `config check` says them. */
+export interface BrokenTenant {
+  tenant: string;
+  problems: string[];
 }
 
 export interface LoadedConfig {
@@ -34,6 +45,8 @@ export interface LoadedConfig {
   /** The config before secrets were resolved: what `config check` prints. */
   unresolved: CompiledConfig;
   secrets: SecretResolver;
+  /** Tenants left out (only with `skipBrokenTenants`). */
+  brokenTenants: BrokenTenant[];
 }
 
 function formatPath(path: ReadonlyArray<PropertyKey>): string {
@@ -131,10 +144,19 @@ async function resolveTree(node: unknown, secrets: SecretResolver, at: PropertyK
 
 /** Resolve every `secret://` reference in the config; all missing secrets are reported together. */
 export async function resolveSecrets(config: CompiledConfig, secrets: SecretResolver): Promise<CompiledConfig> {
+  return (await resolveSecretsSkipping(config, secrets, false)).config;
+}
+
+/** As resolveSecrets; with `skip`, tenants whose own secrets are missing are left out and returned instead. */
+async function resolveSecretsSkipping(config: CompiledConfig, secrets: SecretResolver, skip: boolean): Promise<{ config: CompiledConfig; broken: BrokenTenant[] }> {
   const problems: string[] = [];
   const resolved = (await resolveTree(config, secrets, [], problems)) as CompiledConfig;
-  if (problems.length > 0) throw new ConfigError(problems, 'Missing secrets');
-  return resolved;
+  if (problems.length === 0) return { config: resolved, broken: [] };
+  const tenantOf = (problem: string) => /^tenants\[(\d+)\]/.exec(problem)?.[1];
+  if (!skip || problems.some((p) => tenantOf(p) === undefined)) throw new ConfigError(problems, 'Missing secrets');
+  const badIndexes = new Set(problems.map((p) => Number(tenantOf(p))));
+  const broken = [...badIndexes].sort((a, b) => a - b).map((i) => ({ tenant: config.tenants[i]!.id, problems: problems.filter((p) => Number(tenantOf(p)) === i) }));
+  return { config: { ...resolved, tenants: resolved.tenants.filter((_t, i) => !badIndexes.has(i)) }, broken };
 }
 
 export function defaultProviders(config: CompiledConfig, env: Readonly<Record<string, string | undefined>>): SecretProvider[] {
@@ -158,8 +180,8 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
         ]
       : [];
   const secrets = new SecretResolver([...(options.providers ?? keyVault), ...defaultProviders(unresolved, env)]);
-  const config = await resolveSecrets(unresolved, secrets);
-  return { config, unresolved, secrets };
+  const { config, broken } = await resolveSecretsSkipping(unresolved, secrets, options.skipBrokenTenants === true);
+  return { config, unresolved, secrets, brokenTenants: broken };
 }
 
 const SENSITIVE_KEY = /password|token|apikey|appinsights|secret|^ca$/i;

@@ -39,6 +39,7 @@ export const METRICS = {
   queueOldest: { name: 'cdc_queue_oldest_queued_seconds', kind: 'gauge', unit: 'seconds', labels: [], help: 'Age of the oldest job waiting to be claimed (0 when none), sampled.' },
   deadJobs: { name: 'cdc_dead_jobs', kind: 'gauge', unit: 'jobs', labels: ['tenant', 'source'], help: 'Dead-lettered jobs currently in the queue table, sampled.' },
   sourceLag: { name: 'cdc_source_lag_seconds', kind: 'gauge', unit: 'seconds', labels: ['tenant', 'source'], help: 'Seconds since the source\'s last successful run, sampled (absent until its first success).' },
+  tenantsNotServed: { name: 'cdc_tenant_not_served', kind: 'gauge', unit: 'tenants', labels: ['tenant'], help: 'A configured tenant this replica does not serve because its secrets cannot be resolved (1), sampled.' },
   sourceInterval: { name: 'cdc_source_interval_seconds', kind: 'gauge', unit: 'seconds', labels: ['tenant', 'source'], help: 'The source\'s configured `every` interval, for lag alerts (absent for cron schedules).' },
 } as const satisfies Record<string, MetricDef>;
 
@@ -233,6 +234,11 @@ export class Telemetry {
     const labels = { tenant: l.tenant, source: l.source, kind: l.kind, outcome };
     this.metric('jobs', 1, labels);
     this.metric('jobDuration', ms / 1000, labels);
+  }
+
+  /** Tenants left out of this replica's configuration (their secrets are missing): 1 each. */
+  tenantsNotServed(tenants: readonly string[]): void {
+    for (const tenant of tenants) this.metric('tenantsNotServed', 1, { tenant });
   }
 
   /** A periodic sample of the queue table and per-source state (gauges). */

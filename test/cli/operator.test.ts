@@ -220,6 +220,44 @@ describe('rolling configuration changes [postgres → postgres]', () => {
   });
 });
 
+describe('one tenant\'s missing secret [postgres → postgres]', () => {
+  it('the daemon and status serve the other tenants and name the broken one; config check still fails', async () => {
+    estate = await Estate.create({ label: 'op_broken', tenants: ['acme', 'beta'], rows: 500, sources: [{ id: 'customers', table: 'public.customers' }] });
+    const env = estate.env();
+    delete env.CDC_SECRET_PUSH_TOKEN_BETA;
+    const agent = new AgentProcess('agent-a', spawnCli(['--config', estate.configPath, 'run', '--no-schedule', '--worker-id', 'agent-a', '--health-host', '127.0.0.1'], { env }));
+    estate.agents.push(agent);
+    await agent.waitFor(/"msg":"agent running"/);
+    const complaint = JSON.parse(await agent.waitFor(/tenant beta is not served/)) as { level: number; tenant: string; problems: string[] };
+    expect(complaint).toMatchObject({ level: 50, tenant: 'beta' });
+    expect(complaint.problems[0]).toMatch(/^tenants\[1\]\.push\.token: .*push-token-beta/);
+
+    const onboard = await runCli(['--config', estate.configPath, 'onboard', '--tenant', 'acme', '--wait', '--timeout', '60'], { env });
+    expect(onboard.stderr).toContain('All 1 source(s) synced.');
+    expect(onboard.code).toBe(0);
+    const refused = await runCli(['--config', estate.configPath, 'onboard', '--tenant', 'beta'], { env });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^Tenant beta cannot be used: its secrets cannot be resolved:\n {2}- tenants\[1\]\.push\.token: /);
+
+    const port = Number(agent.messages().find((m) => m.msg === 'agent starting')!.healthPort);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ok: true, tenantsNotServed: [{ tenant: 'beta', problems: [expect.stringMatching(/push\.token/)] }] });
+
+    const status = await runCli(['--config', estate.configPath, 'status'], { env });
+    expect(status.code).toBe(0);
+    expect(status.stdout).toMatch(/^acme +customers /m);
+    expect(status.stdout).toMatch(/Tenant beta is not served: its secrets cannot be resolved\.\n {2}- tenants\[1\]\.push\.token: /);
+    const json = JSON.parse((await runCli(['--config', estate.configPath, 'status', '--json'], { env })).stdout) as { sources: Array<{ tenant: string }>; tenantsNotServed: Array<{ tenant: string }> };
+    expect(json.sources.map((s) => s.tenant)).toEqual(['acme']);
+    expect(json.tenantsNotServed.map((b) => b.tenant)).toEqual(['beta']);
+
+    const check = await runCli(['--config', estate.configPath, 'config', 'check'], { env });
+    expect(check.code).toBe(2);
+    expect(check.stderr).toMatch(/Missing secrets:\n {2}- tenants\[1\]\.push\.token: /);
+  });
+});
+
 describe('status tells the truth [postgres → postgres]', () => {
   it('a dead-lettered run ends failed with its error; LAST ERROR shows the actionable text and points to --json', async () => {
     estate = await Estate.create({ label: 'op_dead', tenants: ['acme'], rows: 500, sources: [{ id: 'legacy_notes', table: 'public.legacy_notes' }] });

@@ -11,7 +11,8 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
     .option('--no-schedule', 'do not fire schedules (only run jobs enqueued by onboard/sync)')
     .option('--health-host <host>', 'address for the health server', '0.0.0.0')
     .action(async (options: { workerId?: string; schedule: boolean; healthHost: string }, command: Command) => {
-      const loaded = await loadFromCli(command, io);
+      // A tenant whose secrets are missing is reported and left out; the others are served.
+      const loaded = await loadFromCli(command, io, { skipBrokenTenants: true });
       const { AgentDaemon } = await import('../../agent/daemon.ts');
       const { openRuntime } = await import('../../agent/runtime.ts');
       // The daemon waits for its control database (not ready, backing off) rather than exiting.
@@ -21,6 +22,7 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
         config: loaded.config,
         schedule: options.schedule,
         healthHost: options.healthHost,
+        brokenTenants: loaded.brokenTenants,
         ...(options.workerId !== undefined ? { workerId: options.workerId } : {}),
       });
       let stopping: Promise<void> | undefined;

@@ -10,12 +10,14 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
     .description('per source: last success, lag, last run counts, running phase, queued and dead jobs, last error')
     .option('--json', 'print the report as JSON (schema in docs/operations.md)')
     .action(async (options: { json?: boolean }, command: Command) => {
-      const loaded = await loadFromCli(command, io);
+      const loaded = await loadFromCli(command, io, { skipBrokenTenants: true });
       const { openRuntime } = await import('../../agent/runtime.ts');
       const { collectStatus, formatStatus } = await import('../../agent/status.ts');
       const runtime = await openRuntime(loaded, { logLevel: 'warn' });
       try {
-        const report = await collectStatus(loaded.config, runtime.controlDb, runtime.queue);
+        const collected = await collectStatus(loaded.config, runtime.controlDb, runtime.queue);
+        const broken = new Set(loaded.brokenTenants.map((b) => b.tenant));
+        const report = { ...collected, unknownSources: collected.unknownSources.filter((u) => !broken.has(u.tenant)), tenantsNotServed: loaded.brokenTenants };
         io.out(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
         setExit(EXIT.ok);
       } finally {

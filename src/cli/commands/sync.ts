@@ -6,7 +6,7 @@ import { parseDurationMs } from '../../config/duration.ts';
 import { ConfigError } from '../../errors/errors.ts';
 import type { JobKind } from '../../queue-table/queue.ts';
 import { EXIT } from '../exit-codes.ts';
-import { loadFromCli, type CliIo } from '../context.ts';
+import { loadForTenant, type CliIo } from '../context.ts';
 
 /** Onboarding runs before scheduled work (DESIGN §4: priority). */
 const PRIORITY: Record<JobKind, number> = { initial: 100, resync: 50, incremental: 0 };
@@ -39,7 +39,7 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
   if (unclaimedMs === undefined && options.unclaimedAfter !== undefined) {
     throw new ConfigError([`--unclaimed-after ${JSON.stringify(options.unclaimedAfter)}: give seconds (30) or a duration (2m)`], 'Invalid option');
   }
-  const loaded = await loadFromCli(command, io);
+  const loaded = await loadForTenant(command, io, options.tenant);
   const tenant = loaded.config.tenants.find((t) => t.id === options.tenant);
   if (!tenant) {
     throw new ConfigError([`--tenant ${options.tenant}: no such tenant (configured: ${loaded.config.tenants.map((t) => t.id).join(', ') || 'none'})`], 'Unknown tenant');

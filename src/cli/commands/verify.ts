@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors/errors.ts';
 import { EXIT } from '../exit-codes.ts';
-import { loadFromCli, type CliIo } from '../context.ts';
+import { loadForTenant, type CliIo } from '../context.ts';
 
 interface VerifyOptions {
   tenant: string;
@@ -22,7 +22,7 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
     .option('--repair', 'enqueue what fixes each difference: a resync where the receiver differs from staging, else a sync')
     .option('--buckets <n>', 'key buckets of the digest (more: smaller samples, larger answers)', '256')
     .action(async (options: VerifyOptions, command: Command) => {
-      const loaded = await loadFromCli(command, io);
+      const loaded = await loadForTenant(command, io, options.tenant);
       const tenant = loaded.config.tenants.find((t) => t.id === options.tenant);
       if (!tenant) throw new ConfigError([`--tenant ${options.tenant}: no such tenant (configured: ${loaded.config.tenants.map((t) => t.id).join(', ') || 'none'})`], 'Unknown tenant');
       if (options.source && !tenant.sources.some((s) => s.id === options.source)) {
