@@ -42,7 +42,7 @@ export interface DaemonOptions {
   healthHost?: string;
   /** Disable the scheduler (one-shot modes and tests). */
   schedule?: boolean;
-  /** Metrics and events (DESIGN §7); `/metrics` is served when it has a Prometheus sink. */
+  /** Metrics and events (docs/design.md §7); `/metrics` is served when it has a Prometheus sink. */
   telemetry?: Telemetry;
   /** Secret refresh after an authentication failure (rotation). */
   rotation?: SecretRotation;

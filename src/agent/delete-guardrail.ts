@@ -1,5 +1,5 @@
 /**
- * The delete guardrail (DESIGN §9): a run that would delete more than `maxDeletePercent` of the rows the
+ * The delete guardrail (docs/design.md §9): a run that would delete more than `maxDeletePercent` of the rows the
  * receiver holds stops after the diff, before anything is batched or pushed. The classic cause is an outage
  * that makes the source return an empty or partial table; real mass deletes are confirmed with
  * `cdc-agent sync --allow-mass-delete`, which records a confirmation for that job in `cdc_events`.

@@ -1,5 +1,5 @@
 /**
- * One job's run, phase by phase (DESIGN §5): snapshot → diff → batch → push → done. The phase is recorded
+ * One job's run, phase by phase (docs/design.md §5): snapshot → diff → batch → push → done. The phase is recorded
  * (fenced by the lease) after each one completes, so another replica that takes the job over continues from
  * there. A job taken over before its changes were batched starts a fresh run: the snapshot and change tables
  * may be half-written by the worker that lost the lease, and I1 makes a fresh diff correct.

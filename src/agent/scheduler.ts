@@ -1,7 +1,7 @@
 /**
  * Per-source schedules (cron or interval). Every replica ticks; the database decides which tick enqueues,
  * through a unique slot key per (tenant, source, slot), and coalesces a tick for a source whose previous run
- * is unfinished (DESIGN §4).
+ * is unfinished (docs/design.md §4).
  */
 import { createHash } from 'node:crypto';
 import cron, { type ScheduledTask } from 'node-cron';

@@ -1,5 +1,5 @@
 /**
- * The batch stage (DESIGN §5 step 3): cut a run's change table into batches by max rows and max bytes in
+ * The batch stage (docs/design.md §5 step 3): cut a run's change table into batches by max rows and max bytes in
  * seq (key) order and record them in cdc_batches. Boundaries are fixed once written: cutting again returns
  * what is recorded, so a resent batch has the same rows, the same bytes and the same idempotency key (I3).
  */

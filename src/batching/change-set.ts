@@ -42,7 +42,7 @@ function seqLiteral(seq: bigint): string {
 }
 
 /**
- * Where the database itself renders change entries (DESIGN §10): a SELECT-list expression per dialect, read
+ * Where the database itself renders change entries (docs/design.md §10): a SELECT-list expression per dialect, read
  * through raw COPY. SQL Server has none yet and keeps the Node encoding (`readCells` + `encodeChange`).
  */
 const SQL_ENTRY: Record<DialectName, ((db: Db, schema: SourceSchema) => string) | null> = {

@@ -1,5 +1,5 @@
 /**
- * Cutting a change set into batches (DESIGN §5 step 3): in seq (key) order, a batch closes before it would
+ * Cutting a change set into batches (docs/design.md §5 step 3): in seq (key) order, a batch closes before it would
  * exceed `maxRows` or `maxBytes` of encoded changes. A change bigger than `maxBytes` travels alone. Pure
  * logic: the same changes always give the same boundaries (Invariant I3).
  */

@@ -1,5 +1,5 @@
 /**
- * The push payload rendered by PostgreSQL (DESIGN §10): one SQL expression per change that yields exactly the
+ * The push payload rendered by PostgreSQL (docs/design.md §10): one SQL expression per change that yields exactly the
  * bytes `encodeChange` (src/contract/wire.ts) produces in Node for the same row: same property order, same
  * value encoding (bigint and decimal as strings, timestamps as canonical text with every fractional digit of
  * the column's precision, bytea as base64 without line breaks, uuid lower-case, non-finite floats as strings,

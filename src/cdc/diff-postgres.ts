@@ -2,7 +2,7 @@
  * PostgreSQL diff. Exactness: string columns of the control tables use COLLATE "C" (byte comparison), and
  * the row comparison is `ROW(...) IS DISTINCT FROM ROW(...)`, which is NULL-safe (NULL vs NULL is equal,
  * NULL vs value is a change). Numeric columns have a fixed scale, bytea compares bytes, timestamps compare
- * exactly at their precision. The FULL JOIN on the key is one hash join over both tables (DESIGN §10).
+ * exactly at their precision. The FULL JOIN on the key is one hash join over both tables (docs/design.md §10).
  */
 import type { Db, QualifiedName } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';

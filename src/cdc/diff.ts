@@ -1,5 +1,5 @@
 /**
- * DESIGN §5 step 2: fill the change table from the snapshot vs staging by key.
+ * docs/design.md §5 step 2: fill the change table from the snapshot vs staging by key.
  * Rows only in the snapshot, or different in any column, are upserts ('U'); keys only in staging (or held
  * from before a schema-drift rebuild) are deletes ('D'). Duplicate or NULL keys in the snapshot fail the run
  * before anything is written, and staging is never touched here.

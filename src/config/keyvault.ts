@@ -1,5 +1,5 @@
 /**
- * Azure Key Vault as the first secret provider (DESIGN §3). The identity is whatever
+ * Azure Key Vault as the first secret provider (docs/design.md §3). The identity is whatever
  * `DefaultAzureCredential` finds: workload identity in AKS, a managed identity, or a service principal from
  * the environment. Values are cached for `keyVault.cacheTtl`; `invalidate` drops one so that a rotated secret
  * is read again after an authentication failure.

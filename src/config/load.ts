@@ -1,5 +1,5 @@
 /**
- * Loads the YAML configuration, validates it and compiles it (DESIGN §3). This is the only module that
+ * Loads the YAML configuration, validates it and compiles it (docs/design.md §3). This is the only module that
  * reads `process.env`; everything downstream receives the compiled config.
  */
 import { readFile } from 'node:fs/promises';

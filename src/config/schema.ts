@@ -1,5 +1,5 @@
 /**
- * The configuration file's shape (DESIGN §3). Parsed once into a compiled config with every default
+ * The configuration file's shape (docs/design.md §3). Parsed once into a compiled config with every default
  * filled and durations in milliseconds; nothing downstream sees raw input.
  */
 import { validate as validateCron } from 'node-cron';
@@ -62,7 +62,7 @@ const mssqlConnection = z.strictObject({
   database: z.string().optional(),
   user: z.string().optional(),
   password: secretable.optional(),
-  /** TLS is on unless an operator turns it off (DESIGN §2). */
+  /** TLS is on unless an operator turns it off (docs/design.md §2). */
   encrypt: z.boolean().default(true),
   trustServerCertificate: z.boolean().default(false),
   poolMax: z.number().int().positive().default(10),

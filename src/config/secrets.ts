@@ -1,5 +1,5 @@
 /**
- * `secret://NAME` resolution through a provider chain (DESIGN §3): Azure Key Vault when configured,
+ * `secret://NAME` resolution through a provider chain (docs/design.md §3): Azure Key Vault when configured,
  * then environment variables, then mounted secret files. Resolved values are remembered so that
  * logs, errors and telemetry can redact them.
  */

@@ -1,5 +1,5 @@
 /**
- * The Data Push API's wire format (DESIGN §6, docs/data-push-api.md): lossless JSON for cells, the schema
+ * The Data Push API's wire format (docs/design.md §6, docs/data-push-api.md): lossless JSON for cells, the schema
  * block, and the framing of a batch body. Shared by the push client and the reference receiver, so the
  * two cannot drift apart; docs/openapi.yaml is checked against real traffic by the tests.
  */

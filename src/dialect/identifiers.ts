@@ -1,5 +1,5 @@
 /**
- * Identifiers from configuration are validated and quoted, never interpolated raw (DESIGN §2).
+ * Identifiers from configuration are validated and quoted, never interpolated raw (docs/design.md §2).
  * Anything printable is allowed, because legacy schemas have spaces and brackets in names; control
  * characters and over-long names are rejected rather than silently truncated by the server.
  */

@@ -79,7 +79,7 @@ const NETWORK_CODES: ReadonlyMap<string, [retryable: boolean, reason: string]> =
   ['UND_ERR_SOCKET', [true, 'socket error']],
 ]);
 
-/** HTTP statuses from the Data Push API (DESIGN §6). */
+/** HTTP statuses from the Data Push API (docs/design.md §6). */
 export function classifyHttpStatus(status: number): Classification {
   if (status >= 200 && status < 300) return { retryable: false, reason: 'accepted' };
   if (status === 408) return { retryable: true, reason: 'request timeout' };

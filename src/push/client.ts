@@ -1,5 +1,5 @@
 /**
- * The Data Push API client for one tenant (DESIGN §6): axios over keep-alive agents, at most
+ * The Data Push API client for one tenant (docs/design.md §6): axios over keep-alive agents, at most
  * `push.maxInFlight` requests in flight (p-queue), each attempt bounded by `push.timeout`, bodies gzipped
  * above `push.gzipAboveBytes`, retried with p-retry by class: 429/503 wait for `Retry-After`; 408, 409,
  * 5xx, resets and timeouts back off exponentially; 413 and other 4xx are returned to the caller at once.

@@ -1,4 +1,4 @@
-/** Failures of the Data Push API, classified per DESIGN §6. */
+/** Failures of the Data Push API, classified per docs/design.md §6. */
 import { PermanentError, TransientError, type ErrorContext } from '../errors/errors.ts';
 
 /** The receiver refused the request for good (a 4xx other than 408/409/413/429): dead-letter with its message. */

@@ -1,5 +1,5 @@
 /**
- * The push stage (DESIGN §5 step 4): send every pending batch of a run, up to `push.maxInFlight` at once, in
+ * The push stage (docs/design.md §5 step 4): send every pending batch of a run, up to `push.maxInFlight` at once, in
  * any order (a run touches each key once). On a 2xx the batch is marked acked and applied to staging in one
  * fenced transaction (Invariant I1). A 413 splits the batch into deterministic halves. After the last batch,
  * the run-completion call carries the counts so the receiver can reconcile.

@@ -1,5 +1,5 @@
 /**
- * The job queue in the control database that every replica shares (DESIGN §4; semantics for operators in
+ * The job queue in the control database that every replica shares (docs/design.md §4; semantics for operators in
  * docs/failure-semantics.md). Jobs are rows; a replica claims some under a lease, renews it with
  * heartbeats, and every write it makes for a job is fenced by the lease token it got from the claim.
  *

@@ -1,6 +1,6 @@
 /**
  * The shape of a data source as the agent carries it: portable columns and the key. Its fingerprint,
- * kept in cdc_source_state, is how a run notices schema drift (DESIGN §8).
+ * kept in cdc_source_state, is how a run notices schema drift (docs/design.md §8).
  */
 import { createHash } from 'node:crypto';
 import type { ColumnSpec, ColumnType } from '../dialect/types.ts';

@@ -1,5 +1,5 @@
 /**
- * DESIGN §5 step 1: truncate the snapshot table and stream the source's rows into it, in bounded memory.
+ * docs/design.md §5 step 1: truncate the snapshot table and stream the source's rows into it, in bounded memory.
  *
  * PostgreSQL → PostgreSQL moves the bytes of a binary `COPY (SELECT …) TO STDOUT` straight into
  * `COPY … FROM STDIN` without parsing a row in JavaScript. Every other pair reads exact cells

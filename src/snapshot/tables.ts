@@ -1,5 +1,5 @@
 /**
- * A source's snapshot, staging and change tables in the control database, and schema drift (DESIGN §8).
+ * A source's snapshot, staging and change tables in the control database, and schema drift (docs/design.md §8).
  *
  * - snapshot: the source's columns, all nullable, no key (bad keys are found by the diff, not by a load error);
  * - staging: the source's columns, primary key = the source key; only ever written by the push stage

@@ -1,7 +1,7 @@
 /**
  * Application Insights (`applicationinsights` 3.x, built on OpenTelemetry and the Azure Monitor exporter).
  * The client runs on its own providers (`useGlobalProviders: false`): nothing is monkey-patched, and the
- * agent reports exactly what DESIGN §7 lists: custom metrics, custom events, and dependencies for the SQL
+ * agent reports exactly what docs/design.md §7 lists: custom metrics, custom events, and dependencies for the SQL
  * and HTTP calls of each run. Cloud role name and instance come from the OpenTelemetry resource
  * (`service.name`, `service.instance.id`), which the exporter maps to `ai.cloud.role`/`ai.cloud.roleInstance`.
  */

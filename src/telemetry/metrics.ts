@@ -1,5 +1,5 @@
 /**
- * The agent's metrics and events (DESIGN §7), defined once and sent to every configured sink: Prometheus
+ * The agent's metrics and events (docs/design.md §7), defined once and sent to every configured sink: Prometheus
  * (`/metrics`) and Application Insights. The pipeline calls the `Telemetry` methods at the points that
  * matter; sinks decide how to ship. Every text that leaves through telemetry is passed through the secret
  * redactor first. `docs/operations.md` documents each entry of `METRICS` and `EVENTS` (a test keeps it true).

@@ -1,5 +1,5 @@
 /**
- * Fault injection with a convergence proof (DESIGN §5, I7). Two agent processes share one tenant's sources;
+ * Fault injection with a convergence proof (docs/design.md §5, I7). Two agent processes share one tenant's sources;
  * every iteration mutates the source at random, enqueues a sync of every source, and while it runs:
  * kill -9 of one agent at a random moment (restarted afterwards, as Kubernetes would), the agents'
  * control-database connections terminated (`pg_terminate_backend`), sometimes their source connections too,

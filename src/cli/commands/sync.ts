@@ -8,7 +8,7 @@ import type { JobKind } from '../../queue-table/queue.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadForTenant, type CliIo } from '../context.ts';
 
-/** Onboarding runs before scheduled work (DESIGN §4: priority). */
+/** Onboarding runs before scheduled work (docs/design.md §4: priority). */
 const PRIORITY: Record<JobKind, number> = { initial: 100, resync: 50, incremental: 0 };
 
 /** What the operator reads after an unreconciled run, by the mismatch policy's action (src/agent/run-job.ts). */
