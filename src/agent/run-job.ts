@@ -208,7 +208,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     schema = described;
     const { drift } = await prepareTables({ controlDb, tenant: tenant.id, source, schema, runId });
     if (drift) {
-      runLog.warn({ changes: drift.changes }, 'schema changed at the source; re-sending every row in the new shape (a resync run)');
+      runLog.warn({ phase: 'snapshot', changes: drift.changes }, 'schema changed at the source; re-sending every row in the new shape (a resync run)');
       ctx.telemetry?.schemaChanged(labels, drift.changes);
       // A drift re-send is a resync, unless it is the source's first success (then it stays initial).
       if (mode === 'incremental') {
@@ -228,7 +228,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       signal,
       onProgress: (rows) => progress({ phase: 'snapshot', snapshotRows: rows }),
     });
-    runLog.info({ rows: snap.rows, ms: Date.now() - started }, 'snapshot taken');
+    runLog.info({ phase: 'snapshot', rows: snap.rows, ms: Date.now() - started }, 'snapshot taken');
     ctx.telemetry?.snapshotTaken(labels, snap.rows);
     const connection = tenant.connections[source.connection];
     if (connection) ctx.telemetry?.dependency({ type: 'SQL', name: `snapshot ${tenant.id}/${source.id}`, target: connectionTarget(connection), durationMs: Date.now() - started, success: true, properties: labels });
@@ -245,13 +245,13 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     // A full run (initial, resync) re-sends every current row; the receiver drops what it held and did not get
     // again when the run completes (docs/data-push-api.md "Modes").
     const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema, everyRow: mode !== 'incremental', ...(ctx.diffConnections ? { connections: ctx.diffConnections() } : {}) });
-    runLog.info({ ...diff, ms: Date.now() - started }, 'diff computed');
+    runLog.info({ phase: 'diff', ...diff, ms: Date.now() - started }, 'diff computed');
     ctx.telemetry?.diffComputed(labels, diff.upserts, diff.deletes);
     // Before anything is batched: a mass delete stops here, staging untouched, unless confirmed for this job.
     // A schema-drift rebuild is exempt: a changed key legitimately deletes every old key.
     if (!stats.schemaChanged) {
       const guard = await checkDeleteGuardrail({ controlDb, tenant: tenant.id, source: source.id, jobId: job.id, runId, deletes: diff.deletes, maxDeletePercent: source.maxDeletePercent });
-      if (guard.confirmed) runLog.warn({ deletes: diff.deletes, held: guard.held }, 'mass delete confirmed by an operator (sync --allow-mass-delete); pushing it');
+      if (guard.confirmed) runLog.warn({ phase: 'diff', deletes: diff.deletes, held: guard.held }, 'mass delete confirmed by an operator (sync --allow-mass-delete); pushing it');
     }
     await setPhase('batch', { upserts: diff.upserts, deletes: diff.deletes });
   }
@@ -295,7 +295,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       },
     }));
     delete stats.pushRetry;
-    runLog.info({ ...pushed, ms: Date.now() - started }, 'changes pushed and acknowledged');
+    runLog.info({ phase: 'push', ...pushed, completion: pushed.completion.status, ms: Date.now() - started }, 'changes pushed and acknowledged');
     ctx.telemetry?.pushed(labels, pushed.batches, Date.now() - started);
     ctx.telemetry?.dependency({ type: 'HTTP', name: `push ${tenant.id}/${source.id}`, target: new URL(tenant.push.url).host, data: tenant.push.url, durationMs: Date.now() - started, success: true, properties: labels });
     stats = { ...stats, batches: pushed.batches, batchesAcked: pushed.batches };
@@ -304,7 +304,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       const action: MismatchAction =
         source.onMismatch === 'alert' ? 'alert' : (await ledger.resyncSince(tenant.id, source.id, source.mismatchResyncEvery)) ? 'resync_suppressed' : 'resync';
       stats.unreconciled = { problems, action };
-      runLog.error({ problems, action }, `the receiver did not reconcile run ${runId}: ${problems.join('; ')}; ${ACTION_TEXT[action]}`);
+      runLog.error({ phase: 'push', problems, action }, `the receiver did not reconcile run ${runId}: ${problems.join('; ')}; ${ACTION_TEXT[action]}`);
       ctx.telemetry?.runUnreconciled(labels, { runId, mode, problems, action });
       await queue.fenced(job, async (tx) => {
         await ledger.finish(runId, 'unreconciled', stats, tx, undefined, problems);

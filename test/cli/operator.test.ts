@@ -129,7 +129,7 @@ describe('following jobs with --wait [postgres → postgres]', () => {
 
   it.skipIf(!SCRIPT)('on a terminal: a bar per source in rows, a finished source shown done, the cursor shown again', async () => {
     estate = await Estate.create({ label: 'op_tty', tenants: ['acme'], rows: 4000, sources: [{ id: 'customers', table: 'public.customers' }, { id: 'orders', table: 'public.orders' }] });
-    await estate.startAgent('agent-a');
+    const agent = await estate.startAgent('agent-a');
     const { code, output } = await underTty(['--config', estate.configPath, 'onboard', '--tenant', 'acme', '--wait', '--timeout', '120'], estate.env());
     expect(code).toBe(0);
     const customers = (await estate.receiverStats('acme', 'customers')).rowsHeld!;
@@ -138,6 +138,11 @@ describe('following jobs with --wait [postgres → postgres]', () => {
     expect(output).toContain('All 2 source(s) synced.');
     expect(output).toContain('\u001b[?25l'); // hidden while the bars draw
     expect(output.lastIndexOf('\u001b[?25h')).toBeGreaterThan(output.lastIndexOf('\u001b[?25l')); // and shown again
+
+    // the agent's log lines each name their own phase, once
+    const phases = Object.fromEntries(['snapshot taken', 'diff computed', 'changes pushed and acknowledged'].map((msg) => [msg, agent.messages().find((m) => m.msg === msg)?.phase]));
+    expect(phases).toEqual({ 'snapshot taken': 'snapshot', 'diff computed': 'diff', 'changes pushed and acknowledged': 'push' });
+    for (const line of agent.lines) expect((line.match(/"phase":/g) ?? []).length, line).toBeLessThanOrEqual(1);
   });
 
   it.skipIf(!SCRIPT)('on a terminal: Ctrl-C restores the cursor, exits 130 and says how to follow again', async () => {
