@@ -32,6 +32,8 @@ describe('Application Insights', () => {
     telemetry.diffComputed(l, 10, 3);
     telemetry.pushed(l, 2, 850);
     telemetry.schemaChanged(l, [{ column: 'note', change: 'added' }]);
+    telemetry.runUnreconciled(l, { runId: 'r-1', mode: 'incremental', problems: ['rows: source has 10, receiver holds 7'], action: 'resync' });
+    telemetry.tenantsNotServed(['beta']);
     telemetry.jobFailed({ ...l, kind: 'incremental' }, 900, Object.assign(new Error(`receiver refused token ${secret}`), { status: 403 }), 'dead');
     telemetry.sampled({ queue: { depth: { queued: 4, running: 1, dead: 1 }, oldestQueuedSeconds: 42 }, sources: [{ ...l, lagSeconds: 120, dead: 1 }] });
     telemetry.dependency({ type: 'HTTP', name: 'push acme/orders', target: '127.0.0.1:9', data: 'https://127.0.0.1:9/v1/tenants/acme/datasets/orders', durationMs: 850, success: true, resultCode: '200' });
@@ -43,11 +45,19 @@ describe('Application Insights', () => {
     const metricNames = new Set(
       envelopes.filter((e) => e.data?.baseType === 'MetricData').flatMap((e) => ((e.data?.baseData?.metrics ?? []) as Array<{ name: string }>).map((m) => m.name)),
     );
-    for (const name of ['cdc_rows_snapshotted_total', 'cdc_changes_total', 'cdc_batches_pushed_total', 'cdc_push_duration_seconds', 'cdc_job_duration_seconds', 'cdc_job_failures_total', 'cdc_dead_letters_total', 'cdc_push_rejections_total', 'cdc_queue_depth', 'cdc_source_lag_seconds']) {
+    for (const name of ['cdc_rows_snapshotted_total', 'cdc_changes_total', 'cdc_batches_pushed_total', 'cdc_push_duration_seconds', 'cdc_job_duration_seconds', 'cdc_job_failures_total', 'cdc_dead_letters_total', 'cdc_push_rejections_total', 'cdc_queue_depth', 'cdc_source_lag_seconds', 'cdc_runs_unreconciled_total', 'cdc_tenant_not_served']) {
       expect(metricNames, name).toContain(name);
     }
     const events = envelopes.filter((e) => e.data?.baseType === 'EventData').map((e) => e.data!.baseData!);
-    expect(events.map((e) => e.name)).toEqual(expect.arrayContaining(['schema_changed', 'job_dead_lettered']));
+    expect(events.map((e) => e.name)).toEqual(expect.arrayContaining(['schema_changed', 'job_dead_lettered', 'run_unreconciled']));
+    expect(events.find((e) => e.name === 'run_unreconciled')!.properties).toMatchObject({
+      tenant: 'acme',
+      source: 'orders',
+      runId: 'r-1',
+      mode: 'incremental',
+      action: 'resync',
+      problems: JSON.stringify(['rows: source has 10, receiver holds 7']),
+    });
     const dead = events.find((e) => e.name === 'job_dead_lettered')!;
     expect(dead.properties).toMatchObject({ tenant: 'acme', source: 'orders', status: '403', error: 'receiver refused token ***' });
     const deps = envelopes.filter((e) => e.data?.baseType === 'RemoteDependencyData').map((e) => e.data!.baseData!);

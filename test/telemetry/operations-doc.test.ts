@@ -40,6 +40,8 @@ describe('Grafana dashboard', () => {
     telemetry.diffComputed(l, 1, 1);
     telemetry.pushed(l, 1, 10);
     telemetry.schemaChanged(l, []);
+    telemetry.runUnreconciled(l, { runId: 'r', mode: 'incremental', problems: [], action: 'alert' });
+    telemetry.tenantsNotServed(['t']);
     telemetry.secretRefreshed('push', l, true);
     telemetry.jobSucceeded(l, 10, {});
     telemetry.jobFailed(l, 10, Object.assign(new Error('x'), { status: 401 }), 'dead');
