@@ -34,6 +34,20 @@ function configFor(control: string, source: Record<string, unknown> = {}): Recor
   };
 }
 
+/** Start the CLI and resolve `seen` once its stderr contains `text`; `stderr()` is all it wrote so far. */
+function spawnUntil(args: string[], env: Record<string, string>, text: string): { seen: Promise<void>; exited: Promise<number | null>; stderr: () => string; signal: (s: NodeJS.Signals) => void } {
+  const child = spawnCli(args, { env });
+  let stderr = '';
+  const seen = new Promise<void>((resolve) =>
+    child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString('utf8');
+      if (stderr.includes(text)) resolve();
+    }),
+  );
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { seen, exited, stderr: () => stderr, signal: (s) => child.kill(s) };
+}
+
 /** Run `args` under a pseudo-terminal; `input` is typed once `when` matches the output so far. */
 function underTty(args: string[], env: Record<string, string>, typed?: { when: RegExp; input: string }): Promise<{ code: number | null; output: string }> {
   const command = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
@@ -109,18 +123,11 @@ describe('the control database, named', () => {
 describe('following jobs with --wait [postgres → postgres]', () => {
   it('with no agent running says so after --unclaimed-after; Ctrl-C then exits 130 and says the jobs go on', async () => {
     estate = await Estate.create({ label: 'op_noagent', tenants: ['acme'], rows: 500, sources: [{ id: 'customers', table: 'public.customers' }] });
-    const child = spawnCli(['--config', estate.configPath, 'sync', '--tenant', 'acme', '--wait', '--unclaimed-after', '1'], { env: estate.env() });
-    let stderr = '';
-    const said = new Promise<void>((resolve) =>
-      child.stderr!.on('data', (c: Buffer) => {
-        stderr += c.toString('utf8');
-        if (stderr.includes('No agent has claimed')) resolve();
-      }),
-    );
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await said;
-    child.kill('SIGINT');
-    expect(await exited).toBe(130);
+    const waiting = spawnUntil(['--config', estate.configPath, 'sync', '--tenant', 'acme', '--wait', '--unclaimed-after', '1'], estate.env(), 'No agent has claimed');
+    await waiting.seen;
+    waiting.signal('SIGINT');
+    expect(await waiting.exited).toBe(130);
+    const stderr = waiting.stderr();
     expect(stderr).toMatch(/No agent has claimed these jobs for \d+ s; is `cdc-agent run` running against this control database\?/);
     expect(stderr).toMatch(/Stopped following 1 job\(s\) \(acme\/customers job \d+\); they go on in the agent\. Follow them again with `cdc-agent sync --tenant acme --wait` or watch `cdc-agent status`\./);
     const [job] = await estate.queue.getJobs([String((await estate.control.db.query<{ id: string }>('SELECT id::text AS id FROM cdc_jobs'))[0]!.id)]);
@@ -166,16 +173,9 @@ describe('a receiver that refuses connections [postgres → postgres]', () => {
     await writeFile(estate.configPath, stringify(raw));
     const agent = await estate.startAgent('agent-a');
     const started = Date.now();
-    const child = spawnCli(['--config', estate.configPath, 'onboard', '--tenant', 'acme', '--wait'], { env: estate.env() });
-    let stderr = '';
-    const seen = new Promise<void>((resolve) =>
-      child.stderr!.on('data', (c: Buffer) => {
-        stderr += c.toString('utf8');
-        if (stderr.includes('push failing, retrying:')) resolve();
-      }),
-    );
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    await seen;
+    const waiting = spawnUntil(['--config', estate.configPath, 'onboard', '--tenant', 'acme', '--wait'], estate.env(), 'push failing, retrying:');
+    await waiting.seen;
+    const stderr = waiting.stderr();
     const line = await agent.waitFor(/"msg":"push request failed; retrying"/, 30_000);
     // within seconds, not after the attempt's ≈ 90 s of retries
     expect(Date.now() - started).toBeLessThan(45_000);
@@ -188,8 +188,8 @@ describe('a receiver that refuses connections [postgres → postgres]', () => {
     expect(logged.cause.replace(/\d{8}T\d{6}Z-[0-9a-f]{8}/, 'RUN')).toBe(cause);
     expect(stderr.replace(/\d{8}T\d{6}Z-[0-9a-f]{8}/, 'RUN')).toContain(`acme/customers: push failing, retrying: ${cause}`);
     expect(logged.cause.match(/ECONNREFUSED 127\.0\.0\.1:1/g)).toHaveLength(1);
-    child.kill('SIGINT');
-    expect(await exited).toBe(130);
+    waiting.signal('SIGINT');
+    expect(await waiting.exited).toBe(130);
   });
 });
 
