@@ -31,7 +31,8 @@ const ROWS: Cell[][] = [
   ],
   [
     2, false, 32767, -9223372036854775808n, '-9999999999999999999999999999.9999999999', -4.9e-324, Math.fround(-1.5),
-    '🦄'.repeat(50) + 'e\u0301'.repeat(75), '  trailing spaces  ', Buffer.alloc(0), '00000000-0000-0000-0000-000000000000', '0001-01-01',
+    // 200 UTF-16 units: exactly a string(200), which SQL Server's nvarchar(200) counts in UTF-16 units (🦄 takes two)
+    '🦄'.repeat(50) + 'e\u0301'.repeat(50), '  trailing spaces  ', Buffer.alloc(0), '00000000-0000-0000-0000-000000000000', '0001-01-01',
     '1970-01-01T00:00:00.000001', '1900-01-01T00:00:00.0000001', '00:00:00.000000', '1999-12-31T23:59:59.000001+00:00',
   ],
   [3, null, null, null, null, null, null, null, null, null, null, null, null, null, null, null],
