@@ -53,8 +53,21 @@ const postgresConnection = z.strictObject({
   statementTimeout: duration.optional(),
 });
 
+/**
+ * Logins other than a SQL login, in tedious' terms: a Windows (domain) account over NTLM, or Entra ID (Azure SQL):
+ * DefaultAzureCredential (workload identity in AKS), a VM's managed identity, or a service principal's secret.
+ */
+const mssqlAuthentication = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('ntlm'), domain: z.string().min(1), user: z.string().min(1), password: secretable }),
+  z.strictObject({ type: z.literal('azure-active-directory-default'), clientId: z.string().min(1).optional() }),
+  z.strictObject({ type: z.literal('azure-active-directory-msi-vm'), clientId: z.string().min(1).optional() }),
+  z.strictObject({ type: z.literal('azure-active-directory-service-principal-secret'), clientId: z.string().min(1), tenantId: z.string().min(1), clientSecret: secretable }),
+]);
+
 const mssqlConnection = z.strictObject({
   dialect: z.literal('mssql'),
+  /** Instead of user and password (a SQL login). */
+  authentication: mssqlAuthentication.optional(),
   url: secretable.optional(),
   host: z.string().optional(),
   port: z.number().int().positive().optional(),
@@ -75,6 +88,9 @@ export const connectionSchema = z
   .superRefine((c, ctx) => {
     if (c.url === undefined && c.host === undefined) {
       ctx.addIssue({ code: 'custom', path: ['host'], message: 'give either url or host (with database, user, password)' });
+    }
+    if (c.dialect === 'mssql' && c.authentication !== undefined && (c.user !== undefined || c.password !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['authentication'], message: `give either user and password (a SQL login) or authentication (${c.authentication.type}), not both` });
     }
   });
 

@@ -76,14 +76,28 @@ export function parseMssqlUrl(url: string): Partial<MssqlConnectionConfig> {
   return out;
 }
 
+/** The connection's `authentication` as tedious takes it (`config.authentication`: type and options). */
+export function tediousAuthentication(a: NonNullable<MssqlConnectionConfig['authentication']>): NonNullable<sql.config['authentication']> {
+  switch (a.type) {
+    case 'ntlm':
+      return { type: 'ntlm', options: { domain: a.domain, userName: a.user, password: a.password } };
+    case 'azure-active-directory-default':
+    case 'azure-active-directory-msi-vm':
+      return { type: a.type, options: a.clientId !== undefined ? { clientId: a.clientId } : {} };
+    case 'azure-active-directory-service-principal-secret':
+      return { type: a.type, options: { clientId: a.clientId, tenantId: a.tenantId, clientSecret: a.clientSecret } };
+  }
+}
+
 export function mssqlPoolConfig(input: MssqlConnectionConfig, appName = 'cdc-sync-agent'): sql.config {
   const c = input.url !== undefined ? { ...input, ...parseMssqlUrl(input.url) } : input;
   return {
     server: c.host ?? 'localhost',
     ...(c.port !== undefined ? { port: c.port } : {}),
     ...(c.database !== undefined ? { database: c.database } : {}),
-    ...(c.user !== undefined ? { user: c.user } : {}),
-    ...(c.password !== undefined ? { password: c.password } : {}),
+    ...(c.authentication !== undefined ? { authentication: tediousAuthentication(c.authentication) } : {}),
+    ...(c.authentication === undefined && c.user !== undefined ? { user: c.user } : {}),
+    ...(c.authentication === undefined && c.password !== undefined ? { password: c.password } : {}),
     connectionTimeout: c.connectTimeout,
     requestTimeout: c.requestTimeout,
     pool: { max: c.poolMax, min: 0, idleTimeoutMillis: 30_000 },
