@@ -1,7 +1,9 @@
 /**
- * SQL Server source catalog. `sys.dm_exec_describe_first_result_set` describes a table, a view and a query
- * the same way without executing anything (SELECT permission is enough); the primary key of a table comes
- * from sys.indexes. Type mapping: docs/type-mapping.md.
+ * SQL Server source catalog. A table or view is read from the catalog views (sys.columns, sys.types), which
+ * every SQL Server since 2005 and Babelfish have, and which show a user the objects it may select from; a query
+ * is described by `sp_describe_first_result_set`, which analyses it without executing it (Babelfish describes
+ * SELECTs only, which is what a query source is). The primary key of a table comes from sys.indexes. Type
+ * mapping: docs/type-mapping.md.
  */
 import type { ColumnType, Db } from '../dialect/types.ts';
 import { parseQualifiedName } from '../dialect/identifiers.ts';
@@ -79,50 +81,93 @@ type DescribedRow = {
   is_nullable: boolean;
   system_type_name: string | null;
   user_type_name: string | null;
-  error_message: string | null;
+}
+
+/** A column as the catalog views describe it. */
+type CatalogRow = {
+  name: string;
+  is_nullable: boolean;
+  max_length: number;
+  precision: number;
+  scale: number;
+  type_name: string;
+  base_type_name: string | null;
+  is_assembly_type: boolean;
+}
+
+/**
+ * The catalog's column as `system_type_name` spells it (`nvarchar(40)`, `decimal(18,4)`, `datetime2(7)`): the
+ * base system type of an alias type, lengths in characters for n-types (max_length counts bytes, -1 is max).
+ */
+export function catalogTypeName(r: Pick<CatalogRow, 'max_length' | 'precision' | 'scale' | 'type_name' | 'base_type_name' | 'is_assembly_type'>): string {
+  const base = (r.is_assembly_type ? r.type_name : (r.base_type_name ?? r.type_name)).toLowerCase();
+  const length = (bytesPerChar: number) => (r.max_length === -1 ? 'max' : String(r.max_length / bytesPerChar));
+  switch (base) {
+    case 'char':
+    case 'varchar':
+    case 'binary':
+    case 'varbinary':
+      return `${base}(${length(1)})`;
+    case 'nchar':
+    case 'nvarchar':
+      return `${base}(${length(2)})`;
+    case 'decimal':
+    case 'numeric':
+      return `${base}(${r.precision},${r.scale})`;
+    case 'time':
+    case 'datetime2':
+    case 'datetimeoffset':
+      return `${base}(${r.scale})`;
+    default:
+      return base;
+  }
+}
+
+function nativeColumn(where: string, name: string | null, index: number, native: string, nullable: boolean): NativeColumn {
+  if (!name) throw new PermanentError(`${where}: column ${index + 1} has no name; alias it in the query.`);
+  const mapped = mapMssqlType(native);
+  if ('error' in mapped) throw new PermanentError(`${where}: column ${JSON.stringify(name)}: ${mapped.error}.`);
+  return { spec: { name, type: mapped.type, nullable }, nativeType: native, ...(mapped.render ? { render: mapped.render } : {}) };
 }
 
 export const mssqlCatalog: SourceCatalog = {
   async describe(db: Db, ref, where) {
-    let select: string;
-    let objectName: string | null = null;
-    if ('table' in ref) {
-      objectName = db.table(parseQualifiedName(ref.table));
-      const found = await db.query<{ id: number | null }>('SELECT OBJECT_ID(@p1) AS id', [objectName]);
-      if (found[0]?.id === null || found[0]?.id === undefined) {
-        throw new PermanentError(`${where}: table or view ${objectName} does not exist or is not visible to the agent's login; check the source's table in the configuration, or GRANT SELECT on it to that login.`);
+    if (!('table' in ref)) {
+      let rows: DescribedRow[];
+      try {
+        rows = await db.query<DescribedRow>('EXEC sp_describe_first_result_set @tsql = @p1', [`SELECT * FROM (${ref.query}) AS cdc_q`]);
+      } catch (error) {
+        throw new PermanentError(`${where}: the source query cannot be described: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
       }
-      select = `SELECT * FROM ${objectName}`;
-    } else {
-      select = `SELECT * FROM (${ref.query}) AS cdc_q`;
+      // Hidden columns are browse-mode extras, never part of the query's own result.
+      const visible = rows.filter((r) => !(r as { is_hidden?: boolean }).is_hidden);
+      const columns = visible.map((r, i) => nativeColumn(where, r.name, i, r.system_type_name ?? r.user_type_name ?? 'unknown CLR type', Boolean(r.is_nullable)));
+      return { columns, primaryKey: [] };
     }
-    const rows = await db.query<DescribedRow>(
-      `SELECT name, is_nullable, system_type_name, user_type_name, error_message
-       FROM sys.dm_exec_describe_first_result_set(@p1, NULL, 0)
-       WHERE is_hidden = 0 OR is_hidden IS NULL ORDER BY column_ordinal`,
-      [select],
+    const objectName = db.table(parseQualifiedName(ref.table));
+    const found = await db.query<{ id: number | null }>('SELECT OBJECT_ID(@p1) AS id', [objectName]);
+    if (found[0]?.id === null || found[0]?.id === undefined) {
+      throw new PermanentError(`${where}: table or view ${objectName} does not exist or is not visible to the agent's login; check the source's table in the configuration, or GRANT SELECT on it to that login.`);
+    }
+    // Hidden columns (a temporal table's period columns declared HIDDEN) are not in SELECT *: left out here too.
+    const rows = await db.query<CatalogRow>(
+      `SELECT c.name, c.is_nullable, c.max_length, c.precision, c.scale, t.name AS type_name, bt.name AS base_type_name, t.is_assembly_type
+       FROM sys.columns AS c
+       JOIN sys.types AS t ON t.user_type_id = c.user_type_id
+       LEFT JOIN sys.types AS bt ON bt.user_type_id = c.system_type_id AND bt.is_user_defined = 0
+       WHERE c.object_id = OBJECT_ID(@p1) AND c.is_hidden = 0
+       ORDER BY c.column_id`,
+      [objectName],
     );
-    const failed = rows.find((r) => r.error_message !== null);
-    if (failed) throw new PermanentError(`${where}: the source cannot be described: ${failed.error_message}`);
-    const columns: NativeColumn[] = rows.map((r, i) => {
-      if (!r.name) throw new PermanentError(`${where}: column ${i + 1} has no name; alias it in the query.`);
-      const native = r.system_type_name ?? r.user_type_name ?? 'unknown CLR type';
-      const mapped = mapMssqlType(native);
-      if ('error' in mapped) throw new PermanentError(`${where}: column ${JSON.stringify(r.name)}: ${mapped.error}.`);
-      return { spec: { name: r.name, type: mapped.type, nullable: Boolean(r.is_nullable) }, nativeType: native, ...(mapped.render ? { render: mapped.render } : {}) };
-    });
-    let primaryKey: string[] = [];
-    if (objectName !== null) {
-      const key = await db.query<{ name: string }>(
-        `SELECT c.name FROM sys.indexes AS i
-           JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id
-           JOIN sys.columns AS c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
-         WHERE i.object_id = OBJECT_ID(@p1) AND i.is_primary_key = 1 AND ic.key_ordinal > 0
-         ORDER BY ic.key_ordinal`,
-        [objectName],
-      );
-      primaryKey = key.map((k) => k.name);
-    }
-    return { columns, primaryKey };
+    const columns = rows.map((r, i) => nativeColumn(where, r.name, i, catalogTypeName(r), Boolean(r.is_nullable)));
+    const key = await db.query<{ name: string }>(
+      `SELECT c.name FROM sys.indexes AS i
+         JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id
+         JOIN sys.columns AS c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
+       WHERE i.object_id = OBJECT_ID(@p1) AND i.is_primary_key = 1 AND ic.key_ordinal > 0
+       ORDER BY ic.key_ordinal`,
+      [objectName],
+    );
+    return { columns, primaryKey: key.map((k) => k.name) };
   },
 };
