@@ -12,6 +12,8 @@ declare module 'vitest' {
     pgAdminUrl: string;
     mssqlAdminUrl: string | null;
     mssqlSkipReason: string | null;
+    /** The SQL Server is Babelfish for PostgreSQL (its @@VERSION says so): its known gaps are skipped by name. */
+    mssqlIsBabelfish: boolean;
   }
 }
 
@@ -30,6 +32,18 @@ async function startMssql(): Promise<{ url: string | null; reason: string | null
       reason: `no SQL Server: CDC_TEST_MSSQL_URL is not set and testcontainers could not start one (${detail})`,
       stop: async () => {},
     };
+  }
+}
+
+/** Babelfish answers @@VERSION with "Babelfish for Aurora PostgreSQL …" (or "… for PostgreSQL"). */
+async function isBabelfish(url: string): Promise<boolean> {
+  const { connect } = await import('../../src/dialect/connect.ts');
+  const db = await connect({ dialect: 'mssql', url, encrypt: true, trustServerCertificate: true, poolMax: 1, connectTimeout: 30_000, requestTimeout: 60_000 });
+  try {
+    const [row] = await db.query<{ v: string }>('SELECT @@VERSION AS v');
+    return /babelfish/i.test(String(row?.v));
+  } finally {
+    await db.close();
   }
 }
 
@@ -53,6 +67,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('pgAdminUrl', pgUrl);
   project.provide('mssqlAdminUrl', mssql.url);
   project.provide('mssqlSkipReason', mssql.reason);
+  project.provide('mssqlIsBabelfish', mssql.url ? await isBabelfish(mssql.url) : false);
   return async () => {
     for (const stop of stops.reverse()) await stop();
   };
