@@ -67,13 +67,24 @@ async function reapedChildrenCpuSeconds(): Promise<number> {
   return (Number(f[13]) + Number(f[14])) / 100;
 }
 
-/** CPU seconds used so far by every PostgreSQL process on this machine, its reaped backends included. */
-async function postgresCpuSeconds(): Promise<number> {
+/** The postmaster of the bench's server (the parent of one of its backends); undefined when it is not local. */
+async function postmasterOf(db: Db): Promise<number | undefined> {
+  const [row] = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const stat = await readFile(`/proc/${row!.pid}/stat`, 'utf8').catch(() => '');
+  return stat ? Number(statFields(stat)[1]) : undefined;
+}
+
+/**
+ * CPU seconds used so far by the bench's PostgreSQL server: its postmaster (with what it reaped of exited
+ * backends) and its live children; not other servers on the machine.
+ */
+async function postgresCpuSeconds(postmaster: number | undefined): Promise<number> {
+  if (postmaster === undefined) return NaN;
   let total = 0;
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    if (stat.includes('(postgres)')) total += statCpuSeconds(stat, true);
+    if (stat && (Number(entry) === postmaster || Number(statFields(stat)[1]) === postmaster)) total += statCpuSeconds(stat, Number(entry) === postmaster);
   }
   return total;
 }
@@ -118,12 +129,12 @@ interface VerifyRun {
 }
 
 /** `cdc-agent verify --tenant bench --json` in its own process, measured (see the header). */
-async function timedVerify(receiverPid: number, profile: string[]): Promise<VerifyRun> {
+async function timedVerify(receiverPid: number, postmaster: number | undefined, profile: string[]): Promise<VerifyRun> {
   const receiverRssBefore = await statusBytes(receiverPid, 'VmRSS');
   const hwmReset = await resetPeak(receiverPid);
   let receiverPeak = await statusBytes(receiverPid, hwmReset ? 'VmHWM' : 'VmRSS');
   const receiverCpu0 = await cpuSeconds(receiverPid);
-  const pgCpu0 = await postgresCpuSeconds();
+  const pgCpu0 = await postgresCpuSeconds(postmaster);
   const reaped0 = await reapedChildrenCpuSeconds();
 
   const t0 = performance.now();
@@ -150,7 +161,7 @@ async function timedVerify(receiverPid: number, profile: string[]): Promise<Veri
   const answered = receiverCpu.find(([, c]) => c - receiverCpu0 >= 0.98 * receiverCpuUsed)?.[0] ?? seconds;
   // The verify process's backends have ended; give the postmaster a moment to reap them.
   await new Promise((r) => setTimeout(r, 300));
-  const postgresCpu = (await postgresCpuSeconds()) - pgCpu0;
+  const postgresCpu = (await postgresCpuSeconds(postmaster)) - pgCpu0;
 
   let parsed: VerifyReport;
   try {
@@ -192,6 +203,7 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number, pr
     for (let from = 1; from <= rows; from += 2_000_000) await fill(db, SOURCE, from, Math.min(rows, from + 2_000_000 - 1));
     await db.execute('VACUUM ANALYZE');
     await migrate(db);
+    const postmaster = await postmasterOf(db);
     console.log(`generated in ${r2((performance.now() - tg) / 1000)} s`);
 
     const rx = await startChild(['bin/cdc-agent.js', 'receiver', '--port', '0', '--db', server.url, '--token', `${TENANT}=${TOKEN}`]);
@@ -203,7 +215,7 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number, pr
       tenants: [
         {
           id: TENANT,
-          push: { url: rx.url, token: TOKEN, maxInFlight: inFlight, ...(pushTimeoutMs > 0 ? { timeout: pushTimeoutMs } : {}) },
+          push: { url: rx.url, token: TOKEN, maxInFlight: inFlight, ...(pushTimeoutMs > 0 ? { timeout: `${pushTimeoutMs}ms` } : {}) },
           connections: { legacy: { dialect: 'postgres', url: server.url, poolMax: 4 } },
           sources: [{ id: SOURCE, connection: 'legacy', table: `public.${SOURCE}`, every: '24h', batch: { maxRows: MAX_ROWS, maxBytes: MAX_BYTES } }],
         },
@@ -215,7 +227,7 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number, pr
     children.push(agent);
 
     // What verify holds with nothing to read (the source was never synced: "not-comparable", exit 0).
-    const idle = await timedVerify(rx.child.pid!, []);
+    const idle = await timedVerify(rx.child.pid!, postmaster, []);
     if (idle.code !== 0 || idle.report.sources[0]?.status !== 'not-comparable') throw new Error(`verify before onboarding: exit ${idle.code}, ${JSON.stringify(idle.report)}`);
     console.log(`verify with nothing to read: ${r2(idle.seconds)} s, peak RSS ${idle.peakRssMb} MB`);
 
@@ -234,7 +246,7 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number, pr
     await db.execute('CHECKPOINT');
 
     console.log('verify (all match)…');
-    const clean = await timedVerify(rx.child.pid!, profile);
+    const clean = await timedVerify(rx.child.pid!, postmaster, profile);
     const s = clean.report.sources[0];
     if (clean.code !== 0 || clean.report.sources.length !== 1 || s?.status !== 'match' || s.rows?.source !== rows || s.rows.staging !== rows || s.rows.receiver !== rows) {
       throw new Error(`verify should have matched ${rows} rows (exit 0): exit ${clean.code}, ${JSON.stringify(clean.report).slice(0, 2000)}`);
@@ -247,7 +259,7 @@ async function oneSize(rows: number, inFlight: number, pushTimeoutMs: number, pr
     await db.execute(`VACUUM ANALYZE ${db.quote(rxTable)}`);
     await db.execute('CHECKPOINT');
     console.log(`deleted ${deleted} of the receiver's rows; verify (differs)…`);
-    const damaged = await timedVerify(rx.child.pid!, []);
+    const damaged = await timedVerify(rx.child.pid!, postmaster, []);
     const d = damaged.report.sources[0];
     if (
       damaged.code !== 1 ||

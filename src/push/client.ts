@@ -30,6 +30,9 @@ export interface RetryOptions {
   maxRetryAfterMs: number;
 }
 
+/** How long a receiver may take to answer a digest request (it reads the whole dataset). */
+export const DIGEST_TIMEOUT_MS = 30 * 60_000;
+
 export const DEFAULT_RETRY: RetryOptions = { retries: 8, minBackoffMs: 500, maxBackoffMs: 30_000, maxRetryAfterMs: 300_000 };
 
 export interface Sent<T> {
@@ -214,7 +217,9 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
       const attempt = async () => {
         let response: AxiosResponse<string>;
         try {
-          response = await api.get<string>(path, { maxContentLength: 512 * 1024 * 1024 });
+          // A receiver reads its whole dataset to answer (149 s for 10M rows in bench/verify.ts): push.timeout,
+          // sized for one batch, would cut it off. The digest gets DIGEST_TIMEOUT_MS unless push.timeout is longer.
+          response = await api.get<string>(path, { maxContentLength: 512 * 1024 * 1024, timeout: Math.max(push.timeout, DIGEST_TIMEOUT_MS) });
         } catch (error) {
           throw new PushUnavailableError(`${what} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error, context });
         }
