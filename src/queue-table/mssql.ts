@@ -56,6 +56,7 @@ SET status = N'dead', finished_at = SYSUTCDATETIME(), updated_at = SYSUTCDATETIM
 WHERE status = N'running' AND lease_until < SYSUTCDATETIME() AND attempts >= max_attempts;`,
 
   // Fairness as in postgres.ts: rank = the tenant's running jobs + place among its claimable jobs.
+  // OUTPUT names inserted columns only, no expression over them (Babelfish refuses those); bigint arrives as text.
   claim: `
 WITH unfinished AS (
   SELECT c.id, c.tenant_id, c.priority, c.run_after,
@@ -81,7 +82,7 @@ picked AS (
 UPDATE t
 SET status = N'running', attempts = t.attempts + 1, lease_owner = @p2, lease_token = LOWER(CONVERT(nchar(36), NEWID())),
     lease_until = DATEADD(millisecond, @p3, SYSUTCDATETIME()), claimed_at = SYSUTCDATETIME(), updated_at = SYSUTCDATETIME()
-OUTPUT CAST(inserted.id AS nvarchar(20)) AS id, inserted.tenant_id, inserted.source_id, inserted.kind, inserted.priority,
+OUTPUT inserted.id, inserted.tenant_id, inserted.source_id, inserted.kind, inserted.priority,
        inserted.attempts, inserted.max_attempts, inserted.lease_token, inserted.phase, inserted.run_id, inserted.stats
 FROM picked AS p
 INNER JOIN dbo.cdc_jobs AS t WITH (ROWLOCK) ON t.id = p.id;`,
@@ -106,12 +107,15 @@ SET status = N'succeeded', finished_at = SYSUTCDATETIME(), updated_at = SYSUTCDA
     stats = COALESCE(@p3, stats)
 WHERE ${FENCE};`,
 
+  // The due time goes through a variable rather than OUTPUT of an expression (which Babelfish refuses);
+  // no row when the fence did not match.
   requeue: `
+DECLARE @run_after datetime2(3) = DATEADD(millisecond, @p3, SYSUTCDATETIME());
 UPDATE dbo.cdc_jobs
-SET status = N'queued', run_after = DATEADD(millisecond, @p3, SYSUTCDATETIME()), last_error = @p4,
+SET status = N'queued', run_after = @run_after, last_error = @p4,
     lease_token = NULL, lease_until = NULL, updated_at = SYSUTCDATETIME()
-OUTPUT ${ms('inserted.run_after')} AS run_after_ms
-WHERE ${FENCE};`,
+WHERE ${FENCE};
+IF @@ROWCOUNT > 0 SELECT ${ms('@run_after')} AS run_after_ms;`,
 
   deadLetter: `
 UPDATE dbo.cdc_jobs

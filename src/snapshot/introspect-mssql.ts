@@ -81,6 +81,9 @@ type DescribedRow = {
   is_nullable: boolean;
   system_type_name: string | null;
   user_type_name: string | null;
+  max_length: number;
+  precision: number;
+  scale: number;
 }
 
 /** A column as the catalog views describe it. */
@@ -141,7 +144,15 @@ export const mssqlCatalog: SourceCatalog = {
       }
       // Hidden columns are browse-mode extras, never part of the query's own result.
       const visible = rows.filter((r) => !(r as { is_hidden?: boolean }).is_hidden);
-      const columns = visible.map((r, i) => nativeColumn(where, r.name, i, r.system_type_name ?? r.user_type_name ?? 'unknown CLR type', Boolean(r.is_nullable)));
+      // SQL Server spells system_type_name with its length or precision (`nvarchar(40)`); Babelfish gives the bare
+      // name (`nvarchar`), so the length, precision and scale columns complete it the way the catalog's do.
+      const typeName = (r: DescribedRow) =>
+        r.system_type_name === null
+          ? (r.user_type_name ?? 'unknown CLR type')
+          : r.system_type_name.includes('(')
+            ? r.system_type_name
+            : catalogTypeName({ type_name: r.system_type_name, base_type_name: r.system_type_name, max_length: r.max_length, precision: r.precision, scale: r.scale, is_assembly_type: false });
+      const columns = visible.map((r, i) => nativeColumn(where, r.name, i, typeName(r), Boolean(r.is_nullable)));
       return { columns, primaryKey: [] };
     }
     const objectName = db.table(parseQualifiedName(ref.table));

@@ -4,7 +4,7 @@ import { computeDiff } from '../../src/cdc/diff.ts';
 import { PART_SEQ_OFFSET } from '../../src/cdc/diff-sql.ts';
 import { migrate } from '../../src/migrations/migrate.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
-import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { babelfishGap, createTestDatabase, itUnless, type TestDatabase } from '../support/databases.ts';
 import { acknowledge, collect, createTable, describeEachPair, readChanges as readChangeCells, runOnce, sourceConfig, stagingRows } from '../snapshot/pipeline.ts';
 import { EVERY_TYPE_COLUMNS } from '../support/every-type.ts';
 import { readChanges, storedEntrySql } from '../../src/batching/change-set.ts';
@@ -82,7 +82,7 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     await src.execute(`UPDATE ${t(table)} SET ${src.quote(column)} = ${src.param(1)} WHERE ${src.quote('id')} = ${src.param(2)}`, [value, id]);
   }
 
-  it('every type with edge values: an initial sync is all upserts, exactly the source rows in key order', async () => {
+  itUnless(babelfishGap(sourceDialect, 'datetime2-7'))('every type with edge values: an initial sync is all upserts, exactly the source rows in key order', async () => {
     await createTable(src, 'all_types', COLUMNS, ['id']);
     await src.bulkWrite({ name: 'all_types' }, COLUMNS, ROWS);
     const cfg = sourceConfig('all_types', { table: 'all_types' });
@@ -113,7 +113,7 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     expect(again.changes).toEqual([]);
   });
 
-  it('then sees exactly: insert, one-column update, case-only, trailing space, NULL→value, value→NULL, one byte, last digit, delete', async () => {
+  itUnless(babelfishGap(sourceDialect, 'datetime2-7'))('then sees exactly: insert, one-column update, case-only, trailing space, NULL→value, value→NULL, one byte, last digit, delete', async () => {
     const cfg = sourceConfig('all_types', { table: 'all_types' });
     const expected = new Map<number, Cell[] | null>();
     const change = async (id: number, column: string, value: Cell) => {
@@ -233,7 +233,7 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     return { cells: await readChangeCells(ctl, TENANT, sourceId, schema), entries: await collect(readChanges(ctl, changes, schema)) };
   }
 
-  it('composite key with a hostile column name', async () => {
+  itUnless(babelfishGap([sourceDialect, controlDialect], 'bracket-escape'))('composite key with a hostile column name', async () => {
     const hostile = `we"ird] key'; DROP TABLE x; --`;
     const columns: ColumnSpec[] = [
       { name: hostile, type: { kind: 'string', maxLength: 40 }, nullable: false },

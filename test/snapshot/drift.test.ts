@@ -4,7 +4,7 @@ import { migrate } from '../../src/migrations/migrate.ts';
 import { introspectSource } from '../../src/snapshot/introspect.ts';
 import { prepareTables } from '../../src/snapshot/tables.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
-import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { babelfishGap, createTestDatabase, itUnless, type TestDatabase } from '../support/databases.ts';
 import { acknowledge, createTable, describeEachPair, runOnce, sourceConfig, stagingRows } from './pipeline.ts';
 
 const TENANT = 'drift-co';
@@ -71,7 +71,7 @@ describeEachPair('schema drift', (sourceDialect, controlDialect) => {
 
   for (const d of KINDS) {
     for (const policy of ['fail', 'resync'] as const) {
-      it(`${d.kind}, policy ${policy}`, async () => {
+      itUnless(d.kind === 'retyped column' && babelfishGap(sourceDialect, 'alter-column-null'))(`${d.kind}, policy ${policy}`, async () => {
         const src = source.db;
         const ctl = control.db;
         const table = `t_${d.kind.replace(/ /g, '_')}_${policy}`;

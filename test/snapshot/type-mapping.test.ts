@@ -5,7 +5,7 @@ import { mapPostgresType } from '../../src/snapshot/introspect-postgres.ts';
 import { describeDrift, schemaFingerprint, type SourceSchema } from '../../src/snapshot/schema.ts';
 import { heldKeysTable, sourceTables } from '../../src/snapshot/source-tables.ts';
 import { migrate } from '../../src/migrations/migrate.ts';
-import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { babelfishGap, createTestDatabase, itUnless, type TestDatabase } from '../support/databases.ts';
 import { acknowledge, describeEachPair, runOnce, sourceConfig } from './pipeline.ts';
 
 const typeOf = (m: ReturnType<typeof mapMssqlType>): ColumnType | string => ('error' in m ? m.error : m.type);
@@ -187,7 +187,7 @@ describeEachPair('native source types', (sourceDialect, controlDialect) => {
       }
     });
   } else {
-    it('SQL Server money, datetime, smalldatetime, datetimeoffset, nchar, ntext, text, image, xml, rowversion and hierarchyid are carried exactly; sql_variant is refused by name', async () => {
+    itUnless(babelfishGap(sourceDialect, 'rowversion') || babelfishGap(sourceDialect, 'no-hierarchyid'))('SQL Server money, datetime, smalldatetime, datetimeoffset, nchar, ntext, text, image, xml, rowversion and hierarchyid are carried exactly; sql_variant is refused by name', async () => {
       const db = source.db;
       await db.execute(
         `CREATE TABLE dbo.natives (id int PRIMARY KEY, m money, sm smallmoney, dt datetime, sdt smalldatetime, dto datetimeoffset(7),

@@ -3,7 +3,7 @@
  * database, so files run in parallel without seeing each other's rows.
  */
 import { randomBytes } from 'node:crypto';
-import { describe, inject } from 'vitest';
+import { describe, inject, it } from 'vitest';
 import type { ConnectionConfig } from '../../src/config/schema.ts';
 import { connect } from '../../src/dialect/connect.ts';
 import type { Db, DialectName } from '../../src/dialect/types.ts';
@@ -47,8 +47,14 @@ export const BABELFISH_GAPS = {
   'error-208': 'Babelfish raises a generic error number for a missing table instead of 208',
 } as const;
 
-export function babelfishGap(dialect: DialectName, gap: keyof typeof BABELFISH_GAPS): string | false {
-  return dialect === 'mssql' && inject('mssqlIsBabelfish') ? `skipped on Babelfish: ${BABELFISH_GAPS[gap]}` : false;
+export function babelfishGap(dialects: DialectName | readonly DialectName[], gap: keyof typeof BABELFISH_GAPS): string | false {
+  const any = (typeof dialects === 'string' ? [dialects] : dialects).includes('mssql');
+  return any && inject('mssqlIsBabelfish') ? `skipped on Babelfish: ${BABELFISH_GAPS[gap]}` : false;
+}
+
+/** `it`, or `it.skip` with the gap in the title when the test meets a Babelfish gap here. */
+export function itUnless(gap: string | false): (title: string, fn: () => Promise<void>, timeout?: number) => void {
+  return gap ? (title, fn, timeout) => it.skip(`${title} (${gap})`, fn, timeout) : (title, fn, timeout) => it(title, fn, timeout);
 }
 
 export function adminConnection(dialect: DialectName): ConnectionConfig {
