@@ -267,7 +267,8 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     ]);
   });
 
-  it('a view source (key from configuration) and a query source', async () => {
+  // It reads the rows the every-type tests above wrote, so it meets their gap too.
+  itUnless(babelfishGap(sourceDialect, 'datetime2-7'))('a view source (key from configuration) and a query source', async () => {
     await src.execute(`CREATE VIEW ${t('labels_v')} AS SELECT ${src.quote('id')}, ${src.quote('label')} FROM ${t('all_types')}`);
     await expect(runOnce(src, ctl, TENANT, sourceConfig('labels_nokey', { table: 'labels_v' }))).rejects.toMatchObject({
       retryable: false,

@@ -45,6 +45,8 @@ export const BABELFISH_GAPS = {
   'rowversion': 'Babelfish needs an escape hatch for ROWVERSION columns',
   'alter-column-null': 'Babelfish does not support ALTER TABLE … ALTER COLUMN … NULL',
   'error-208': 'Babelfish raises a generic error number for a missing table instead of 208',
+  'lowercase-catalog': 'Babelfish reports unquoted names lower-cased in sys.columns',
+  'no-db-ddladmin': 'Babelfish has no db_ddladmin role, and cannot add members to db_owner',
 } as const;
 
 export function babelfishGap(dialects: DialectName | readonly DialectName[], gap: keyof typeof BABELFISH_GAPS): string | false {
@@ -125,6 +127,8 @@ export async function createTestDatabase(dialect: DialectName, label: string, po
       const again = await connect(adminConfig);
       try {
         if (dialect === 'postgres') await again.execute(`DROP DATABASE IF EXISTS ${again.quote(name)} WITH (FORCE)`);
+        // Babelfish has no ALTER DATABASE; this file's own connections are closed above
+        else if (inject('mssqlIsBabelfish')) await again.execute(`DROP DATABASE ${again.quote(name)}`);
         else await again.execute(`ALTER DATABASE ${again.quote(name)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ${again.quote(name)}`);
       } finally {
         await again.close();
