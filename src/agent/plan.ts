@@ -14,7 +14,7 @@ import { introspectSource } from '../snapshot/introspect.ts';
 import { describeDrift, parseSchemaJson, schemaFingerprint } from '../snapshot/schema.ts';
 import { takeSnapshot } from '../snapshot/snapshot.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
-import { prepareTables } from '../snapshot/tables.ts';
+import { prepareTables, readState } from '../snapshot/tables.ts';
 import type { SourceConnections } from './connections.ts';
 import { findSource, newRunId } from './run-job.ts';
 
@@ -46,11 +46,7 @@ export async function planSource(args: {
 
   const sourceDb = await args.sources.get(tenant.id, source.connection);
   const schema = await introspectSource(sourceDb, tenant.id, source);
-  const state = await db.query<{ schema_fingerprint: string | null; schema_json: string | null }>(
-    `SELECT schema_fingerprint, schema_json FROM cdc_source_state WHERE tenant_id = ${db.param(1)} AND source_id = ${db.param(2)}`,
-    [tenant.id, source.id],
-  );
-  const previous = state[0];
+  const previous = await readState(db, tenant.id, source.id);
   if (previous?.schema_json && previous.schema_fingerprint !== schemaFingerprint(schema)) {
     const changes = describeDrift(parseSchemaJson(previous.schema_json), schema);
     return { tenant: tenant.id, source: source.id, sourceRows: 0, upserts: 0, deletes: 0, schemaChanges: changes, sample: [] };

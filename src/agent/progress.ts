@@ -176,12 +176,17 @@ export async function followJobs(
         pending.clear();
         break;
       }
+      // A poll's sleep ends early on Ctrl-C; its listener goes with it, so a long wait does not pile them up.
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, options.pollMs ?? 500);
-        options.signal?.addEventListener('abort', () => {
+        const wake = () => {
           clearTimeout(timer);
           resolve();
-        }, { once: true });
+        };
+        const timer = setTimeout(() => {
+          options.signal?.removeEventListener('abort', wake);
+          resolve();
+        }, options.pollMs ?? 500);
+        options.signal?.addEventListener('abort', wake, { once: true });
       });
     }
   } finally {

@@ -127,8 +127,8 @@ export function findSource(config: CompiledConfig, tenantId: string, sourceId: s
 /** A failing push is logged (and shown to `--wait`) at most this often. */
 const RETRY_NOTE_MS = 5_000;
 
-/** Throttle progress writes so that a fast phase does not hammer the job row (`now`: a note that must not wait). */
-function progressWriter(ctx: JobContext, runId: string, base: () => RunStats): (extra: Partial<RunStats>, now?: boolean) => void {
+/** Throttle progress writes so that a fast phase does not hammer the job row (`urgent`: a note that must not wait). */
+function progressWriter(ctx: JobContext, runId: string, base: () => RunStats): (extra: Partial<RunStats>, urgent?: boolean) => void {
   let last = 0;
   let pending: Promise<void> = Promise.resolve();
   return (extra, urgent = false) => {
@@ -183,9 +183,8 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     await queue.setProgress(job, { phase: 'snapshot', runId, stats });
   } else {
     // Said only when it was another worker's: a retry of this worker's own attempt is no takeover.
-    const previousWorker = typeof resumedFrom === 'string' ? resumedFrom : undefined;
-    if (previousWorker !== undefined && previousWorker === ctx.workerId) runLog.info({ phase: job.phase }, `resuming run after attempt ${job.attempts - 1} failed`);
-    else runLog.info({ phase: job.phase, ...(previousWorker ? { previousWorker } : {}) }, 'resuming run taken over from another worker');
+    if (resumedFrom !== undefined && resumedFrom === ctx.workerId) runLog.info({ phase: job.phase }, `resuming run after attempt ${job.attempts - 1} failed`);
+    else runLog.info({ phase: job.phase, ...(resumedFrom ? { previousWorker: resumedFrom } : {}) }, 'resuming run taken over from another worker');
   }
 
   const setPhase = async (phase: Phase, extra: Partial<RunStats> = {}) => {

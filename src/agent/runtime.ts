@@ -32,6 +32,7 @@ export interface Runtime {
 async function openControl(loaded: LoadedConfig, probe: boolean, requireSchema: boolean): Promise<Db> {
   const control = loaded.config.control;
   const where = `the control database (${control.dialect} ${connectionTarget(control)}, \`control\` in ${loaded.config.path})`;
+  const sentenceStart = `${where[0]!.toUpperCase()}${where.slice(1)}`;
   let db: Db;
   try {
     db = await connect(control, { probe });
@@ -42,9 +43,9 @@ async function openControl(loaded: LoadedConfig, probe: boolean, requireSchema: 
   if (!requireSchema) return db;
   try {
     const status = await assertSchemaUsable(db);
-    if (status.current === 0) throw new PermanentError(`${where[0]!.toUpperCase()}${where.slice(1)} has no agent tables: run \`cdc-agent migrate\` first.`);
+    if (status.current === 0) throw new PermanentError(`${sentenceStart} has no agent tables: run \`cdc-agent migrate\` first.`);
     if (status.pending.length > 0) {
-      throw new PermanentError(`${where[0]!.toUpperCase()}${where.slice(1)} has ${status.pending.length} pending migration(s) (at ${status.current}, this agent knows ${status.latest}): run \`cdc-agent migrate\`.`);
+      throw new PermanentError(`${sentenceStart} has ${status.pending.length} pending migration(s) (at ${status.current}, this agent knows ${status.latest}): run \`cdc-agent migrate\`.`);
     }
   } catch (error) {
     await db.close().catch(() => {});

@@ -11,7 +11,7 @@
 import type { CompiledConfig } from '../config/load.ts';
 import type { SourceConfig, TenantConfig } from '../config/schema.ts';
 import type { Cell, Db } from '../dialect/types.ts';
-import { bucketOf, DEFAULT_BUCKETS, DigestBuilder, differingBuckets, hex64, keyText, type DatasetDigest } from '../contract/digest.ts';
+import { DEFAULT_BUCKETS, DigestBuilder, differingBuckets, hex64, keyText, type DatasetDigest } from '../contract/digest.ts';
 import { encodeCell, encodeRow, type WireValue } from '../contract/wire.ts';
 import { createPushClient } from '../push/client.ts';
 import { ReceiverCannotVerifyError } from '../push/errors.ts';
@@ -19,6 +19,7 @@ import type { JobQueue } from '../queue-table/queue.ts';
 import { describeSource } from '../snapshot/introspect.ts';
 import { parseSchemaJson, schemaFingerprint, type SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
+import { readState } from '../snapshot/tables.ts';
 import { keyIndexes } from '../batching/change-set.ts';
 import type { SourceConnections } from './connections.ts';
 
@@ -70,17 +71,23 @@ interface Keyed {
 }
 
 /**
- * One streaming pass over rows of cells: their digest and, for the buckets in `keep`, each row's key and hash.
+ * One streaming pass over rows of cells: their digest and, for the buckets in `keep`, each row's key and hash by
+ * bucket and key text.
  */
-async function digestOf(rows: AsyncIterable<Cell[]>, schema: SourceSchema, buckets: number, keep?: ReadonlySet<number>): Promise<{ digest: DatasetDigest; kept: Map<string, Keyed> }> {
+async function digestOf(
+  rows: AsyncIterable<Cell[]>,
+  schema: SourceSchema,
+  buckets: number,
+  keep: ReadonlySet<number> = new Set(),
+): Promise<{ digest: DatasetDigest; kept: Map<number, Map<string, Keyed>> }> {
   const builder = new DigestBuilder(buckets);
   const keys = keyIndexes(schema);
-  const kept = new Map<string, Keyed>();
+  const kept = new Map([...keep].map((b) => [b, new Map<string, Keyed>()]));
   for await (const cells of rows) {
     const values = keys.map((i) => encodeCell(cells[i] ?? null, schema.columns[i]!.type));
     const key = keyText(values);
     const { bucket, hash } = builder.add(key, encodeRow(cells, schema.columns));
-    if (keep?.has(bucket)) kept.set(key, { key: Object.fromEntries(schema.key.map((k, n) => [k, values[n] ?? null])), hash: hex64(hash) });
+    kept.get(bucket)?.set(key, { key: Object.fromEntries(schema.key.map((k, n) => [k, values[n] ?? null])), hash: hex64(hash) });
   }
   return { digest: builder.result(), kept };
 }
@@ -107,11 +114,8 @@ async function verifyOne(args: {
   if (stats.running.some((j) => j.tenant === tenant.id && j.source === source.id)) {
     return { ...base, status: 'busy', rows: null, message: `a sync of ${where} is running; staging moves while it pushes. Run verify again when it has finished (\`cdc-agent status\`).` };
   }
-  const state = await controlDb.query<{ schema_fingerprint: string | null; schema_json: string | null }>(
-    `SELECT schema_fingerprint, schema_json FROM cdc_source_state WHERE tenant_id = ${controlDb.param(1)} AND source_id = ${controlDb.param(2)}`,
-    [tenant.id, source.id],
-  );
-  const recorded = state[0]?.schema_json ? parseSchemaJson(state[0].schema_json) : null;
+  const state = await readState(controlDb, tenant.id, source.id);
+  const recorded = state?.schema_json ? parseSchemaJson(state.schema_json) : null;
   if (!recorded) {
     return { ...base, status: 'not-comparable', rows: null, message: `${where} was never synced: nothing to verify yet (\`cdc-agent onboard --tenant ${tenant.id}\`).` };
   }
@@ -175,8 +179,7 @@ async function verifyOne(args: {
       for (const bucket of sampled) {
         const listed = await client.getDigest(source.id, { buckets, bucket });
         const atReceiver = new Map((listed.keys ?? []).map((k) => [keyText(schema.key.map((name) => k.key[name] ?? null)), k]));
-        for (const [key, row] of kept) {
-          if (bucketOf(key, buckets) !== bucket) continue;
+        for (const [key, row] of kept.get(bucket) ?? []) {
           const there = atReceiver.get(key);
           if (!there) samples.push({ key: row.key, problem: 'missing at the receiver' });
           else if (there.hash !== row.hash) samples.push({ key: row.key, problem: 'differs at the receiver' });

@@ -1,6 +1,7 @@
 /** What every command needs: the loaded configuration and a way to print. */
 import type { Command } from 'commander';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
+import type { TenantConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors/errors.ts';
 
 export interface GlobalOptions {
@@ -27,9 +28,23 @@ export async function loadFromCli(command: Command, io: CliIo, options: { skipBr
  * The configuration for a command about one tenant: other tenants' missing secrets do not stop it, the
  * tenant's own do (exit 2, with every missing secret by path).
  */
-export async function loadForTenant(command: Command, io: CliIo, tenant: string): Promise<LoadedConfig> {
+export async function loadForTenant(
+  command: Command,
+  io: CliIo,
+  tenantId: string,
+  sourceId?: string,
+): Promise<{ loaded: LoadedConfig; tenant: TenantConfig; sources: TenantConfig['sources'] }> {
   const loaded = await loadFromCli(command, io, { skipBrokenTenants: true });
-  const broken = loaded.brokenTenants.find((b) => b.tenant === tenant);
-  if (broken) throw new ConfigError(broken.problems, `Tenant ${tenant} cannot be used: its secrets cannot be resolved`);
-  return loaded;
+  const broken = loaded.brokenTenants.find((b) => b.tenant === tenantId);
+  if (broken) throw new ConfigError(broken.problems, `Tenant ${tenantId} cannot be used: its secrets cannot be resolved`);
+  const tenant = loaded.config.tenants.find((t) => t.id === tenantId);
+  if (!tenant) {
+    throw new ConfigError([`--tenant ${tenantId}: no such tenant (configured: ${loaded.config.tenants.map((t) => t.id).join(', ') || 'none'})`], 'Unknown tenant');
+  }
+  // One source with `--source`, else all of the tenant's.
+  const sources = sourceId !== undefined ? tenant.sources.filter((s) => s.id === sourceId) : tenant.sources;
+  if (sources.length === 0) {
+    throw new ConfigError([`--source ${sourceId}: tenant ${tenant.id} has no such source (configured: ${tenant.sources.map((s) => s.id).join(', ')})`], 'Unknown source');
+  }
+  return { loaded, tenant, sources };
 }

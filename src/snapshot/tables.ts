@@ -58,12 +58,13 @@ function createHeldSql(db: Db, name: QualifiedName, schema: SourceSchema): strin
   return `CREATE TABLE ${db.table(name)} (${keyColumns.map((c) => columnDef(db, c, false)).join(', ')}, ${db.primaryKeySql(keyColumns)})`;
 }
 
-type StateRecord = {
+export type StateRecord = {
   schema_fingerprint: string | null;
   schema_json: string | null;
 }
 
-async function readState(db: Db, tenant: string, source: string): Promise<StateRecord | undefined> {
+/** The source's recorded shape (fingerprint and schema JSON of its tables), or undefined before its first run. */
+export async function readState(db: Db, tenant: string, source: string): Promise<StateRecord | undefined> {
   const rows = await db.query<StateRecord>(
     `SELECT schema_fingerprint, schema_json FROM cdc_source_state WHERE tenant_id = ${db.param(1)} AND source_id = ${db.param(2)}`,
     [tenant, source],

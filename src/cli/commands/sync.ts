@@ -39,15 +39,7 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
   if (unclaimedMs === undefined && options.unclaimedAfter !== undefined) {
     throw new ConfigError([`--unclaimed-after ${JSON.stringify(options.unclaimedAfter)}: give seconds (30) or a duration (2m)`], 'Invalid option');
   }
-  const loaded = await loadForTenant(command, io, options.tenant);
-  const tenant = loaded.config.tenants.find((t) => t.id === options.tenant);
-  if (!tenant) {
-    throw new ConfigError([`--tenant ${options.tenant}: no such tenant (configured: ${loaded.config.tenants.map((t) => t.id).join(', ') || 'none'})`], 'Unknown tenant');
-  }
-  const sources = options.source ? tenant.sources.filter((s) => s.id === options.source) : tenant.sources;
-  if (sources.length === 0) {
-    throw new ConfigError([`--source ${options.source}: tenant ${tenant.id} has no such source (configured: ${tenant.sources.map((s) => s.id).join(', ')})`], 'Unknown source');
-  }
+  const { loaded, tenant, sources } = await loadForTenant(command, io, options.tenant, options.source);
   const { openRuntime } = await import('../../agent/runtime.ts');
   const { followJobs } = await import('../../agent/progress.ts');
   const { allowMassDelete } = await import('../../agent/delete-guardrail.ts');
@@ -88,11 +80,8 @@ async function enqueueAndMaybeWait(command: Command, io: CliIo, kind: JobKind, o
       }
       if (jobId) followed.push({ tenant: tenant.id, source: source.id, jobId });
     }
-    if (followed.length === 0) {
-      if (options.json) io.out(JSON.stringify({ jobs: followed }));
-      return EXIT.ok;
-    }
-    if (!options.wait) {
+    // Nothing to follow (every source already onboarded), or not asked to.
+    if (followed.length === 0 || !options.wait) {
       if (options.json) io.out(JSON.stringify({ jobs: followed }));
       return EXIT.ok;
     }

@@ -22,14 +22,9 @@ export function registerVerify(program: Command, io: CliIo, setExit: (code: numb
     .option('--repair', 'enqueue what fixes each difference: a resync where the receiver differs from staging, else a sync')
     .option('--buckets <n>', 'key buckets of the digest (more: smaller samples, larger answers)', '256')
     .action(async (options: VerifyOptions, command: Command) => {
-      const loaded = await loadForTenant(command, io, options.tenant);
-      const tenant = loaded.config.tenants.find((t) => t.id === options.tenant);
-      if (!tenant) throw new ConfigError([`--tenant ${options.tenant}: no such tenant (configured: ${loaded.config.tenants.map((t) => t.id).join(', ') || 'none'})`], 'Unknown tenant');
-      if (options.source && !tenant.sources.some((s) => s.id === options.source)) {
-        throw new ConfigError([`--source ${options.source}: tenant ${tenant.id} has no such source (configured: ${tenant.sources.map((s) => s.id).join(', ')})`], 'Unknown source');
-      }
       const buckets = Number(options.buckets);
       if (!/^[1-9][0-9]*$/.test(options.buckets) || buckets > 65_536) throw new ConfigError([`--buckets ${options.buckets}: give a whole number from 1 to 65536`], 'Invalid option');
+      const { loaded, tenant } = await loadForTenant(command, io, options.tenant, options.source);
       const { openRuntime } = await import('../../agent/runtime.ts');
       const { verifyTenant } = await import('../../agent/verify.ts');
       const runtime = await openRuntime(loaded, { logLevel: 'warn' });
