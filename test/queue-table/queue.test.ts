@@ -166,6 +166,51 @@ describeEachDialect('queue table', (dialect) => {
     });
   });
 
+  describe('what the operator-facing commands rely on', () => {
+    it('claims only jobs of the sources it is given (a replica claims only what its configuration has)', async () => {
+      await queue.enqueue({ tenant: 'acme', source: 'old', kind: 'incremental' });
+      const fresh = await queue.enqueue({ tenant: 'acme', source: 'new', kind: 'initial' });
+      expect(await queue.claim('old-replica', 5, LEASE, [{ tenant: 'acme', source: 'old' }])).toEqual([expect.objectContaining({ source: 'old' })]);
+      expect(await queue.claim('old-replica', 5, LEASE, [{ tenant: 'acme', source: 'old' }])).toEqual([]);
+      expect(await queue.claim('nobody', 5, LEASE, [])).toEqual([]);
+      const [view] = await queue.getJobs([fresh.jobId!]);
+      expect(view).toMatchObject({ status: 'queued', attempts: 0 });
+      expect(await queue.claim('new-replica', 5, LEASE, [{ tenant: 'acme', source: 'new' }])).toEqual([expect.objectContaining({ source: 'new' })]);
+      await expect(queue.claim('w', 1, LEASE, [{ tenant: 'acme', source: "x'; --" }])).rejects.toThrow(RangeError);
+    });
+
+    it('completes a job and enqueues its follow-up in one transaction, and says how long due jobs wait', async () => {
+      const { jobId } = await queue.enqueue({ tenant: 'acme', source: 'orders', kind: 'incremental' });
+      const job = await claimOne(queue, 'w');
+      const next = await queue.complete(job, { phase: 'done' }, { tenant: 'acme', source: 'orders', kind: 'resync' });
+      expect(next).toEqual({ enqueued: true, jobId: expect.any(String) });
+      const views = await queue.getJobs([jobId!, next!.jobId!]);
+      expect(views.map((v) => [v.kind, v.status])).toEqual([
+        ['incremental', 'succeeded'],
+        ['resync', 'queued'],
+      ]);
+      const stats = await queue.stats();
+      expect(stats.queuedBySource).toEqual([{ tenant: 'acme', source: 'orders', count: 1, waitingSeconds: expect.any(Number) }]);
+      expect(stats.queuedBySource[0]!.waitingSeconds).toBeGreaterThanOrEqual(0);
+      // a lost lease completes nothing and enqueues nothing
+      await expect(queue.complete({ id: job.id, leaseToken: 'stale' }, {}, { tenant: 'acme', source: 'other', kind: 'resync' })).rejects.toBeInstanceOf(LeaseLostError);
+      expect((await queue.stats()).queuedBySource.map((q) => q.source)).toEqual(['orders']);
+    });
+
+    it('lists the newest jobs by state and tenant, with the database clock', async () => {
+      const a = await queue.enqueue({ tenant: 'acme', source: 'a', kind: 'incremental' });
+      const b = await queue.enqueue({ tenant: 'beta', source: 'b', kind: 'initial' });
+      await claimOne(queue, 'w');
+      const all = await queue.listJobs();
+      expect(all.jobs.map((j) => j.id)).toEqual([b.jobId, a.jobId]);
+      expect(all.at).toBeInstanceOf(Date);
+      expect((await queue.listJobs({ status: 'running' })).jobs.map((j) => j.id)).toEqual([b.jobId]);
+      expect((await queue.listJobs({ tenant: 'acme' })).jobs.map((j) => j.id)).toEqual([a.jobId]);
+      expect((await queue.listJobs({ limit: 1 })).jobs).toHaveLength(1);
+      expect((await queue.listJobs({ status: 'succeeded' })).jobs).toEqual([]);
+    });
+  });
+
   describe('leases and fencing', () => {
     it('lets another worker re-claim an expired lease; the first worker then writes nothing', async () => {
       const q1 = await replica();
