@@ -1,5 +1,9 @@
-/** `cdc-agent run`: the daemon. SIGTERM/SIGINT drain within the grace period, then exit 0. */
+/**
+ * `cdc-agent run`: the daemon. SIGTERM/SIGINT drain within the grace period, then exit 0. A signal during start-up
+ * (configuration, Key Vault, control database) exits 0 at once: nothing is claimed yet.
+ */
 import type { Command } from 'commander';
+import type { AgentDaemon } from '../../agent/daemon.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadFromCli, type CliIo } from '../context.ts';
 
@@ -11,6 +15,23 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
     .option('--no-schedule', 'do not fire schedules (only run jobs enqueued by onboard/sync)')
     .option('--health-host <host>', 'address for the health server', '0.0.0.0')
     .action(async (options: { workerId?: string; schedule: boolean; healthHost: string }, command: Command) => {
+      // Handlers first: as PID 1 in a container, Node ignores SIGTERM until one is registered, so a pod stopped while
+      // Key Vault or the control database does not answer would wait out its whole grace period.
+      let started: AgentDaemon | undefined = undefined;
+      let stopping: Promise<void> | undefined;
+      const stop = (signal: string) => {
+        if (started === undefined) {
+          io.err(`${signal} during start-up: exiting before any job was claimed.`);
+          process.exit(EXIT.ok);
+        }
+        if (stopping) {
+          runtime.log.warn({ signal }, 'second signal: exiting now; unfinished leases will expire');
+          process.exit(EXIT.failed);
+        }
+        stopping = started.stop(signal);
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
       // A tenant whose secrets are missing is reported and left out; the others are served.
       const loaded = await loadFromCli(command, io, { skipBrokenTenants: true });
       const { AgentDaemon } = await import('../../agent/daemon.ts');
@@ -25,16 +46,7 @@ export function registerRun(program: Command, io: CliIo, setExit: (code: number)
         brokenTenants: loaded.brokenTenants,
         ...(options.workerId !== undefined ? { workerId: options.workerId } : {}),
       });
-      let stopping: Promise<void> | undefined;
-      const stop = (signal: string) => {
-        if (stopping) {
-          runtime.log.warn({ signal }, 'second signal: exiting now; unfinished leases will expire');
-          process.exit(EXIT.failed);
-        }
-        stopping = daemon.stop(signal);
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
+      started = daemon;
       await daemon.start();
       // `telemetry.prometheus.port`: /metrics on its own port as well (it is always on the health port).
       const { PrometheusSink, startMetricsServer } = await import('../../telemetry/prometheus.ts');
