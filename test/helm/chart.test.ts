@@ -105,6 +105,42 @@ function configOf(manifests: Manifest[], name: string): unknown {
   return parseYaml(text!);
 }
 
+interface SchemaNode {
+  type?: string | string[];
+  properties?: Record<string, SchemaNode>;
+  additionalProperties?: boolean | SchemaNode;
+}
+
+/** Paths of the objects values.schema.json closes with additionalProperties: false. */
+function closedObjects(node: SchemaNode, at: string[]): string[][] {
+  const here = node.additionalProperties === false ? [at] : [];
+  return [...here, ...Object.entries(node.properties ?? {}).flatMap(([key, child]) => closedObjects(child, [...at, key]))];
+}
+
+interface RenderedAlert {
+  alert: string;
+  expr: string;
+  labels: Record<string, string>;
+  annotations: { summary: string; description: string };
+}
+
+/** docs/operations.md's "Suggested alerts" table: | Alert | Rule | PromQL | Severity | What to do |. */
+function documentedAlerts(): Array<{ alert: string; summary: string; expr: string; severity: string; description: string }> {
+  const doc = readFileSync(path.join(ROOT, 'docs/operations.md'), 'utf8');
+  const start = doc.indexOf('## Suggested alerts');
+  const section = doc.slice(start, doc.indexOf('\n## ', start + 1));
+  const lines = section.split('\n');
+  const first = lines.findIndex((line) => line.startsWith('|'));
+  const end = lines.findIndex((line, i) => i > first && !line.startsWith('|'));
+  const [header, , ...rows] = lines.slice(first, end);
+  expect(header).toBe('| Alert | Rule | PromQL | Severity | What to do |');
+  const code = (cell: string) => /^`([^`]+)`$/.exec(cell)?.[1] ?? `not code: ${cell}`;
+  return rows.map((row) => {
+    const [summary, rule, expr, severity, description] = row.slice(2, -2).split(' | ');
+    return { alert: code(rule!), summary: summary!, expr: code(expr!), severity: severity!, description: description! };
+  });
+}
+
 const TENANT = {
   id: 'acme',
   push: { url: 'https://push.example.com/v1', token: 'secret://acme-push-token' },
@@ -335,14 +371,14 @@ describeHelm(title, () => {
       expect(only(manifests, 'Deployment').spec).not.toHaveProperty('replicas');
       const [trigger] = triggerOf(manifests);
       expect(trigger!.type).toBe('postgresql');
-      expect(trigger!.metadata.query).toMatch(/FROM cdc_jobs WHERE \(status = 'queued' AND run_after <= now\(\)\) OR status = 'running'/);
+      expect(trigger!.metadata.query).toBe(`SELECT COUNT(*) FROM "public".cdc_jobs WHERE (status = 'queued' AND run_after <= now()) OR status = 'running'`);
       expect(trigger!.metadata).toMatchObject({ targetQueryValue: '3', activationTargetQueryValue: '0' });
       const auth = only(manifests, 'TriggerAuthentication');
       expect(trigger!.authenticationRef.name).toBe(auth.metadata.name);
       expect(auth.spec).toEqual({ secretTargetRef: [{ parameter: 'connection', name: 'cdc-agent-secrets', key: 'keda-connection' }] });
     });
 
-    it('KEDA on SQL Server: the mssql trigger on dbo.cdc_jobs, its connection string from Key Vault', () => {
+    it('KEDA on SQL Server: the mssql trigger on [dbo].cdc_jobs, its connection string from Key Vault', () => {
       const values = {
         keyVault: { enabled: true, url: 'https://cdc-vault.vault.azure.net/' },
         workloadIdentity: { enabled: true, clientId: '00000000-0000-0000-0000-000000000001' },
@@ -354,7 +390,7 @@ describeHelm(title, () => {
       const [trigger] = triggerOf(manifests);
       expect(trigger!.type).toBe('mssql');
       expect(trigger!.metadata.query).toBe(
-        "SELECT COUNT(*) FROM dbo.cdc_jobs WHERE (status = N'queued' AND run_after <= SYSUTCDATETIME()) OR status = N'running'",
+        "SELECT COUNT(*) FROM [dbo].cdc_jobs WHERE (status = N'queued' AND run_after <= SYSUTCDATETIME()) OR status = N'running'",
       );
       expect(trigger!.metadata).toMatchObject({ targetValue: '2', activationTargetValue: '0' });
       expect(only(manifests, 'TriggerAuthentication').spec).toEqual({
@@ -364,6 +400,301 @@ describeHelm(title, () => {
           secrets: [{ parameter: 'connectionString', name: 'keda-connection' }],
         },
       });
+    });
+  });
+
+  describe('values that cannot be wrong quietly', () => {
+    const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as SchemaNode;
+
+    it('refuses a misspelled key in every object of the chart its schema closes', () => {
+      const closed = closedObjects(schema, []);
+      // The chart's own sections, down to the nested ones (keda.auth.azureKeyVault, networkPolicy.egress.https, …).
+      for (const section of ['image', 'secrets', 'keyVault', 'podDisruptionBudget', 'migration', 'keda.fallback', 'keda.auth.azureKeyVault', 'networkPolicy.egress.sqlServer', 'metrics.prometheusRule']) {
+        expect(closed.map((p) => p.join('.'))).toContain(section);
+      }
+      expect(closed.length).toBeGreaterThan(20);
+      for (const at of closed) {
+        const values = at.reduceRight<Values>((inner, key) => ({ [key]: inner }), { misspeled: 1 });
+        expect(templateError(values), at.join('.') || '(top level)').toContain(`at '${at.length ? `/${at.join('/')}` : ''}': additional properties 'misspeled' not allowed`);
+      }
+      expect(templateError({ replicaCont: 3 })).toContain("additional properties 'replicaCont' not allowed");
+    });
+
+    it('leaves the agent configuration and the Kubernetes objects it passes through open', () => {
+      expect(lint({ config: { control: { dialect: 'postgres', url: 'secret://control-db-url' }, worker: { pollInterval: '2s' } }, resources: { limits: { cpu: '2' } } }).status).toBe(0);
+    });
+
+    it('takes only a Helm hook deletion policy', () => {
+      expect(templateError({ migration: { deletePolicy: 'before-hook-creation,hook-succeded' } })).toContain('/migration/deletePolicy');
+      const job = only(template({ migration: { deletePolicy: 'before-hook-creation,hook-failed' } }), 'Job');
+      expect(job.metadata.annotations?.['helm.sh/hook-delete-policy']).toBe('before-hook-creation,hook-failed');
+    });
+
+    it('fails a minimum above the maximum, for the HPA and for KEDA', () => {
+      expect(templateError({ autoscaling: { enabled: true, minReplicas: 9, maxReplicas: 4 } })).toContain('autoscaling.minReplicas (9) is above autoscaling.maxReplicas (4)');
+      expect(templateError({ keda: { enabled: true, minReplicaCount: 3, maxReplicaCount: 2 }, secrets: { existingSecret: 's' } })).toContain('keda.minReplicaCount (3) is above keda.maxReplicaCount (2)');
+      expect(only(template({ autoscaling: { enabled: true, minReplicas: 4, maxReplicas: 4 } }), 'HorizontalPodAutoscaler').spec).toMatchObject({ minReplicas: 4, maxReplicas: 4 });
+    });
+
+    const withPrometheus = (prometheus: Record<string, unknown>, extra: Values = {}) => ({
+      config: { control: { dialect: 'postgres', url: 'secret://control-db-url' }, telemetry: { prometheus } },
+      ...extra,
+    });
+    const containerPorts = (ms: Manifest[]) => podSpec(only(ms, 'Deployment')).containers[0]!.ports;
+    const servicePorts = (ms: Manifest[]) => only(ms, 'Service').spec?.ports as Array<{ name: string; port: number }>;
+
+    it('telemetry.prometheus.port: a port of its own on the container and the Service, none when it is the health port', () => {
+      const own = template(withPrometheus({ port: 9464 }));
+      expect(containerPorts(own)).toEqual([
+        { name: 'http', containerPort: 8080, protocol: 'TCP' },
+        { name: 'metrics', containerPort: 9464, protocol: 'TCP' },
+      ]);
+      expect(servicePorts(own).map((p) => [p.name, p.port])).toEqual([['http', 8080], ['metrics', 9464]]);
+      // `prometheus: {}` is the agent's default port, 9464.
+      expect(containerPorts(template(withPrometheus({})))).toContainEqual({ name: 'metrics', containerPort: 9464, protocol: 'TCP' });
+      // The health port: the agent serves /metrics there once, so the chart renders no second port of 8080.
+      const same = template(withPrometheus({ port: 8080 }));
+      expect(containerPorts(same)).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+      expect(servicePorts(same).map((p) => p.port)).toEqual([8080]);
+      expect(templateError(withPrometheus({ port: 9090 }, { service: { port: 9090 } }))).toContain('config.telemetry.prometheus.port (9090) is service.port');
+      expect(templateError(withPrometheus({ port: 0 }))).toContain('/config/telemetry/prometheus/port');
+    });
+
+    it("KEDA: jobs per replica default to the agent's worker.concurrency; an explicit value wins", () => {
+      const values = (keda: Values, concurrency?: number) => ({
+        keda: { enabled: true, ...keda },
+        secrets: { existingSecret: 's' },
+        config: { control: { dialect: 'postgres', url: 'secret://control-db-url' }, ...(concurrency ? { worker: { concurrency } } : {}) },
+      });
+      const target = (ms: Manifest[]) => (only(ms, 'ScaledObject').spec as { triggers: Array<{ metadata: Record<string, string> }> }).triggers[0]!.metadata.targetQueryValue;
+      expect(target(template(values({})))).toBe('2');
+      expect(target(template(values({}, 5)))).toBe('5');
+      expect(target(template(values({ targetJobsPerReplica: 3 }, 5)))).toBe('3');
+    });
+
+    it("KEDA: a fallback replica count while the depth query fails, off by default", () => {
+      const base = { keda: { enabled: true }, secrets: { existingSecret: 's' } };
+      expect(only(template(base), 'ScaledObject').spec).not.toHaveProperty('fallback');
+      const on = template({ ...base, keda: { enabled: true, fallback: { enabled: true, failureThreshold: 5, replicas: 3 } } });
+      expect(only(on, 'ScaledObject').spec?.fallback).toEqual({ failureThreshold: 5, replicas: 3 });
+      expect(templateError({ ...base, keda: { enabled: true, fallback: { enabled: true, replica: 3 } } })).toContain('/keda/fallback');
+    });
+
+    it("KEDA: the query names cdc_jobs's schema, public or dbo unless keda.tableSchema says otherwise", () => {
+      const query = (values: Values) => (only(template(values), 'ScaledObject').spec as { triggers: Array<{ metadata: { query: string } }> }).triggers[0]!.metadata.query;
+      const pg = { keda: { enabled: true }, secrets: { existingSecret: 's' } };
+      const ms = { ...pg, config: { control: { dialect: 'mssql', url: 'secret://control-db-url' } } };
+      expect(query(pg)).toContain('FROM "public".cdc_jobs WHERE');
+      expect(query(ms)).toContain('FROM [dbo].cdc_jobs WHERE');
+      expect(query({ ...pg, keda: { enabled: true, tableSchema: 'cdc' } })).toContain('FROM "cdc".cdc_jobs WHERE');
+      expect(query({ ...ms, keda: { enabled: true, tableSchema: 'sync' } })).toContain('FROM [sync].cdc_jobs WHERE');
+      expect(templateError({ ...pg, keda: { enabled: true, tableSchema: 'x"; DROP TABLE cdc_jobs; --' } })).toContain('/keda/tableSchema');
+    });
+  });
+
+  describe('network policy', () => {
+    const values = {
+      networkPolicy: {
+        enabled: true,
+        ingress: { namespaces: ['monitoring'] },
+        egress: { sqlServer: { cidrs: ['10.20.0.0/16', '192.168.5.10/32'] }, https: { cidrs: ['0.0.0.0/0'] } },
+      },
+    };
+    interface Rule {
+      ports?: Array<{ port: number | string; protocol: string }>;
+      from?: unknown[];
+      to?: Array<{ ipBlock: { cidr: string } }>;
+    }
+    const policy = (ms: Manifest[], name = 'cdc-cdc-sync-agent') => only(ms, 'NetworkPolicy', name).spec as { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: Rule[]; egress: Rule[] };
+    const ports = (rules: Rule[]) => rules.map((r) => (r.ports ?? []).map((p) => `${p.port}/${p.protocol}`).join(' '));
+
+    it('is off by default', () => {
+      expect(template({}).filter((m) => m.kind === 'NetworkPolicy')).toEqual([]);
+    });
+
+    it('selects the replicas; ingress only to the http port, from the namespaces named', () => {
+      expect(lint(values).status).toBe(0);
+      const ms = template(values);
+      const spec = policy(ms);
+      expect(spec.podSelector.matchLabels).toEqual((only(ms, 'Deployment').spec as { selector: { matchLabels: unknown } }).selector.matchLabels);
+      expect(spec.policyTypes).toEqual(['Ingress', 'Egress']);
+      expect(spec.ingress).toEqual([{ ports: [{ port: 'http', protocol: 'TCP' }], from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }] }]);
+      // With no namespace named, nothing may connect (the kubelet's probes are not subject to the policy).
+      expect(policy(template({ networkPolicy: { enabled: true } })).ingress).toEqual([]);
+      // The metrics port too, when telemetry.prometheus.port is a port of its own.
+      const metrics = template({ ...values, config: { control: { dialect: 'postgres', url: 'secret://control-db-url' }, telemetry: { prometheus: { port: 9464 } } } });
+      expect(ports(policy(metrics).ingress)).toEqual(['http/TCP metrics/TCP']);
+    });
+
+    it('egress: DNS, the control database port, the SQL Servers on 1433 and 443, each to the CIDRs given', () => {
+      const egress = policy(template(values)).egress;
+      expect(ports(egress)).toEqual(['53/UDP 53/TCP', '5432/TCP', '1433/TCP', '443/TCP']);
+      expect(egress.map((r) => r.to?.map((t) => t.ipBlock.cidr))).toEqual([undefined, undefined, ['10.20.0.0/16', '192.168.5.10/32'], ['0.0.0.0/0']]);
+      // The control database's port from its dialect, its configured port, or the policy's own.
+      const mssql = { ...values, config: { control: { dialect: 'mssql', url: 'secret://control-db-url' } } };
+      expect(ports(policy(template(mssql)).egress)[1]).toBe('1433/TCP');
+      expect(ports(policy(template({ ...values, config: { control: { dialect: 'postgres', host: 'db', port: 6543 } } })).egress)[1]).toBe('6543/TCP');
+      const own = { networkPolicy: { ...values.networkPolicy, egress: { ...values.networkPolicy.egress, controlDatabase: { port: 6432, cidrs: ['10.1.2.0/24'] } } } };
+      expect(policy(template(own)).egress[1]).toEqual({ ports: [{ port: 6432, protocol: 'TCP' }], to: [{ ipBlock: { cidr: '10.1.2.0/24' } }] });
+    });
+
+    it('allowExternalEgress allows all egress: a NetworkPolicy cannot name hosts', () => {
+      const open = template({ networkPolicy: { ...values.networkPolicy, allowExternalEgress: true } });
+      expect(policy(open).egress).toEqual([{}]);
+    });
+
+    it("gives the migration Job's pod its own hook policy: no ingress, no SQL Server, created before the Job", () => {
+      const ms = template(values);
+      const hook = only(ms, 'NetworkPolicy', 'cdc-cdc-sync-agent-migrate');
+      const job = only(ms, 'Job');
+      expect(isHook(hook)).toBe(true);
+      expect(Number(hook.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(Number(job.metadata.annotations?.['helm.sh/hook-weight']));
+      const spec = policy(ms, 'cdc-cdc-sync-agent-migrate');
+      const labels = podLabels(job);
+      expect(Object.entries(spec.podSelector.matchLabels).every(([k, v]) => labels[k] === v)).toBe(true);
+      expect(spec.ingress).toEqual([]);
+      expect(ports(spec.egress)).toEqual(['53/UDP 53/TCP', '5432/TCP', '443/TCP']);
+    });
+
+    it('refuses what it cannot render', () => {
+      expect(templateError({ networkPolicy: { enabled: true, egress: { sqlServer: { cidrs: ['sql01.acme.local'] } } } })).toContain('/networkPolicy/egress/sqlServer/cidrs/0');
+      expect(templateError({ networkPolicy: { enabled: true, ingress: { namespaces: ['Monitoring'] } } })).toContain('/networkPolicy/ingress/namespaces/0');
+      expect(templateError({ networkPolicy: { enabled: true, allowExternalEgres: true } })).toContain("additional properties 'allowExternalEgres' not allowed");
+    });
+  });
+
+  describe('disruption budget and spreading', () => {
+    const pdb = (ms: Manifest[]) => only(ms, 'PodDisruptionBudget').spec as Record<string, unknown>;
+
+    it('lets unready pods be evicted (AlwaysAllow) so that they never block a drain, on Kubernetes 1.27+', () => {
+      expect(pdb(template({}))).toMatchObject({ maxUnavailable: 1, unhealthyPodEvictionPolicy: 'AlwaysAllow' });
+      expect(pdb(template({}, ['--kube-version', '1.27.0']))).toHaveProperty('unhealthyPodEvictionPolicy', 'AlwaysAllow');
+      expect(pdb(template({}, ['--kube-version', '1.26.5']))).not.toHaveProperty('unhealthyPodEvictionPolicy');
+      expect(pdb(template({ podDisruptionBudget: { unhealthyPodEvictionPolicy: '' } }))).not.toHaveProperty('unhealthyPodEvictionPolicy');
+      expect(pdb(template({ podDisruptionBudget: { minAvailable: 1 } }))).toMatchObject({ minAvailable: 1, unhealthyPodEvictionPolicy: 'AlwaysAllow' });
+      expect(templateError({ podDisruptionBudget: { unhealthyPodEvictionPolicy: 'Always' } })).toContain('/podDisruptionBudget/unhealthyPodEvictionPolicy');
+    });
+
+    const SELECTOR = { 'app.kubernetes.io/name': 'cdc-sync-agent', 'app.kubernetes.io/instance': 'cdc' };
+    const affinity = (ms: Manifest[]) => (podSpec(only(ms, 'Deployment')) as { affinity?: Record<string, unknown> }).affinity;
+
+    it('prefers another node and another zone for each replica by default', () => {
+      expect(affinity(template({}))).toEqual({
+        podAntiAffinity: {
+          preferredDuringSchedulingIgnoredDuringExecution: [
+            { weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: SELECTOR } } },
+            { weight: 50, podAffinityTerm: { topologyKey: 'topology.kubernetes.io/zone', labelSelector: { matchLabels: SELECTOR } } },
+          ],
+        },
+      });
+    });
+
+    it('requires another node with the hard preset, none with none, and takes an affinity as given', () => {
+      expect(affinity(template({ podAntiAffinityPreset: 'hard' }))).toEqual({
+        podAntiAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: SELECTOR } }],
+          preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 50, podAffinityTerm: { topologyKey: 'topology.kubernetes.io/zone', labelSelector: { matchLabels: SELECTOR } } }],
+        },
+      });
+      expect(affinity(template({ podAntiAffinityPreset: 'none' }))).toBeUndefined();
+      const own = { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['sync'] }] }] } } };
+      expect(affinity(template({ affinity: own }))).toEqual(own);
+      expect(templateError({ podAntiAffinityPreset: 'soft-ish' })).toContain('/podAntiAffinityPreset');
+    });
+
+    it('renders topologySpreadConstraints through tpl, counting this release when no labelSelector is given', () => {
+      const constraints = [
+        { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway' },
+        { maxSkew: 2, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: { 'app.kubernetes.io/instance': '{{ .Release.Name }}' } } },
+      ];
+      expect(lint({ topologySpreadConstraints: constraints }).status).toBe(0);
+      const spec = podSpec(only(template({ topologySpreadConstraints: constraints }), 'Deployment')) as { topologySpreadConstraints?: unknown[] };
+      expect(spec.topologySpreadConstraints).toEqual([
+        { ...constraints[0], labelSelector: { matchLabels: SELECTOR } },
+        { ...constraints[1], labelSelector: { matchLabels: { 'app.kubernetes.io/instance': 'cdc' } } },
+      ]);
+      expect(podSpec(only(template({}), 'Deployment'))).not.toHaveProperty('topologySpreadConstraints');
+    });
+  });
+
+  describe('Prometheus and Grafana wiring', () => {
+    const all = { metrics: { serviceMonitor: { enabled: true, labels: { release: 'kps' } }, prometheusRule: { enabled: true, labels: { release: 'kps' } }, grafanaDashboard: { enabled: true } } };
+
+    it('is off by default', () => {
+      const kinds = template({}).map((m) => m.kind);
+      expect(kinds).not.toContain('ServiceMonitor');
+      expect(kinds).not.toContain('PrometheusRule');
+      expect(template({}).filter((m) => m.kind === 'ConfigMap').map((m) => m.metadata.name)).not.toContain('cdc-cdc-sync-agent-dashboard');
+    });
+
+    it('ServiceMonitor: /metrics on the http port of the Service it selects', () => {
+      expect(lint(all).status).toBe(0);
+      const ms = template(all);
+      const monitor = only(ms, 'ServiceMonitor');
+      expect(monitor.apiVersion).toBe('monitoring.coreos.com/v1');
+      expect(monitor.metadata.labels).toMatchObject({ release: 'kps' });
+      const spec = monitor.spec as { selector: { matchLabels: Record<string, string> }; namespaceSelector: unknown; endpoints: Array<Record<string, unknown>> };
+      const service = only(ms, 'Service');
+      expect(Object.entries(spec.selector.matchLabels).every(([k, v]) => service.metadata.labels?.[k] === v)).toBe(true);
+      expect(spec.namespaceSelector).toEqual({ matchNames: ['sync'] });
+      expect(spec.endpoints).toEqual([{ port: 'http', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+      const portNames = (service.spec?.ports as Array<{ name: string }>).map((p) => p.name);
+      expect(portNames).toContain(spec.endpoints[0]!.port);
+    });
+
+    it('ServiceMonitor: the metrics port when there is one, refused when there is none', () => {
+      const metrics = { metrics: { serviceMonitor: { enabled: true, port: 'metrics' } } };
+      const ms = template({ ...metrics, config: { control: { dialect: 'postgres', url: 'secret://control-db-url' }, telemetry: { prometheus: { port: 9464 } } } });
+      expect((only(ms, 'ServiceMonitor').spec as { endpoints: Array<{ port: string }> }).endpoints[0]!.port).toBe('metrics');
+      expect(templateError(metrics)).toContain('metrics.serviceMonitor.port is metrics, but there is no metrics port');
+      expect(templateError({ metrics: { serviceMonitor: { enabled: true, port: 9464 } } })).toContain('/metrics/serviceMonitor/port');
+      expect(templateError({ metrics: { serviceMonitor: { enabled: true, interval: '30 seconds' } } })).toContain('/metrics/serviceMonitor/interval');
+    });
+
+    it('PrometheusRule: exactly the alerts docs/operations.md lists, with their severity and what to do', () => {
+      const rule = only(template(all), 'PrometheusRule');
+      expect(rule.metadata.labels).toMatchObject({ release: 'kps' });
+      const rendered = (rule.spec as { groups: Array<{ rules: RenderedAlert[] }> }).groups.flatMap((g) => g.rules);
+      const documented = documentedAlerts();
+      expect(documented.length).toBeGreaterThanOrEqual(8);
+      expect(rendered.map((r) => ({ alert: r.alert, summary: r.annotations.summary, expr: r.expr, severity: r.labels.severity, description: r.annotations.description }))).toEqual(documented);
+      // Each alert queries series the agent exports (the page's metric table lists them; its own test ties it to the code).
+      const metricsDoc = readFileSync(path.join(ROOT, 'docs/operations.md'), 'utf8');
+      for (const r of rendered) for (const series of r.expr.match(/\bcdc_[a-z0-9_]+/g) ?? []) expect(metricsDoc, `${r.alert}: ${series}`).toContain(`| \`${series}\` |`);
+    });
+
+    it('PrometheusRule: alertLabels on every alert, the severity its own', () => {
+      const rule = only(template({ metrics: { prometheusRule: { enabled: true, alertLabels: { team: 'data', severity: 'none' } } } }), 'PrometheusRule');
+      const rules = (rule.spec as { groups: Array<{ rules: RenderedAlert[] }> }).groups.flatMap((g) => g.rules);
+      for (const r of rules) expect(r.labels.team).toBe('data');
+      expect(rules.map((r) => r.labels.severity)).toEqual(documentedAlerts().map((a) => a.severity));
+      expect(templateError({ metrics: { prometheusRule: { enabled: true, alertLabels: { team: 1 } } } })).toContain('/metrics/prometheusRule/alertLabels/team');
+    });
+
+    it('Grafana: the dashboard file in a ConfigMap labelled for the sidecar', () => {
+      const configMap = only(template({ metrics: { grafanaDashboard: { enabled: true, annotations: { grafana_folder: 'CDC' } } } }), 'ConfigMap', 'cdc-cdc-sync-agent-dashboard');
+      expect(configMap.metadata.labels).toMatchObject({ grafana_dashboard: '1' });
+      expect(configMap.metadata.annotations).toEqual({ grafana_folder: 'CDC' });
+      const file = readFileSync(path.join(CHART, 'dashboards/cdc-sync-agent.json'), 'utf8');
+      expect(JSON.parse(configMap.data!['cdc-sync-agent.json']!)).toEqual(JSON.parse(file));
+      const elsewhere = only(template({ metrics: { grafanaDashboard: { enabled: true, namespace: 'grafana', labels: { dashboards: 'cdc' } } } }), 'ConfigMap', 'cdc-cdc-sync-agent-dashboard');
+      expect(elsewhere.metadata).toMatchObject({ namespace: 'grafana', labels: { grafana_dashboard: '1', dashboards: 'cdc' } });
+    });
+  });
+
+  describe('the migration hook pod', () => {
+    it('has its own annotations, labels and priority class (to keep a sidecar out of it)', () => {
+      const values = { migration: { podAnnotations: { 'linkerd.io/inject': 'disabled' }, podLabels: { 'sidecar.istio.io/inject': 'false' }, priorityClassName: 'batch-high' }, podAnnotations: { 'replica-only': 'x' } };
+      expect(lint(values).status).toBe(0);
+      const job = only(template(values), 'Job');
+      const meta = (job.spec as { template: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> } } }).template.metadata;
+      expect(meta.annotations).toEqual({ 'linkerd.io/inject': 'disabled' });
+      expect(meta.labels).toMatchObject({ 'sidecar.istio.io/inject': 'false', 'app.kubernetes.io/component': 'migration' });
+      expect((podSpec(job) as { priorityClassName?: string }).priorityClassName).toBe('batch-high');
+      // Without its own, the replicas' priority class; their annotations never.
+      const inherited = only(template({ priorityClassName: 'sync', podAnnotations: { 'replica-only': 'x' } }), 'Job');
+      expect((podSpec(inherited) as { priorityClassName?: string }).priorityClassName).toBe('sync');
+      expect((inherited.spec as { template: { metadata: Record<string, unknown> } }).template.metadata).not.toHaveProperty('annotations');
     });
   });
 

@@ -21,6 +21,12 @@ app.kubernetes.io/name: {{ include "cdc.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The migration pod's: not the Deployment's selector labels, so that the Service and the PDB do not count it. */}}
+{{- define "cdc.migrationSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-migrate" (include "cdc.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
 {{- define "cdc.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "cdc.selectorLabels" . }}
@@ -82,9 +88,133 @@ app.kubernetes.io/part-of: cdc-sync-agent
 {{- if hasKey $worker "drainGraceSeconds" }}{{ $worker.drainGraceSeconds }}{{ else }}30{{ end }}
 {{- end }}
 
-{{- define "cdc.prometheusPort" -}}
+{{/*
+  telemetry.prometheus.port, when it is a port of its own: the agent serves /metrics there as well as on the health
+  port, and not twice when the two are the same (`prometheus: {}` means the agent's default, 9464).
+*/}}
+{{- define "cdc.metricsPort" -}}
 {{- $telemetry := default (dict) .Values.config.telemetry }}
-{{- if $telemetry.prometheus }}{{ default 9464 $telemetry.prometheus.port }}{{ end }}
+{{- if hasKey $telemetry "prometheus" }}
+{{- $port := default 9464 (default (dict) $telemetry.prometheus).port | int }}
+{{- if ne $port (include "cdc.healthPort" . | int) }}{{ $port }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "cdc.concurrency" -}}
+{{- $worker := default (dict) .Values.config.worker }}
+{{- default 2 $worker.concurrency }}
+{{- end }}
+
+{{/* The control database's port: networkPolicy's, else config.control.port, else the dialect's. */}}
+{{- define "cdc.controlPort" -}}
+{{- $control := .Values.config.control }}
+{{- $dialectPort := ternary 1433 5432 (eq $control.dialect "mssql") }}
+{{- default (default $dialectPort $control.port) .Values.networkPolicy.egress.controlDatabase.port }}
+{{- end }}
+
+{{/* The schema of cdc_jobs, for KEDA's query: KEDA's login has its own search path (PostgreSQL). */}}
+{{- define "cdc.jobsTable" -}}
+{{- $dialect := .dialect }}
+{{- $schema := default (ternary "dbo" "public" (eq $dialect "mssql")) .root.Values.keda.tableSchema }}
+{{- if eq $dialect "mssql" }}{{ printf "[%s].cdc_jobs" $schema }}{{ else }}{{ printf "%q.cdc_jobs" $schema }}{{ end }}
+{{- end }}
+
+{{/* Spreading: `affinity` as given, else the preset's anti-affinity by node and zone. */}}
+{{- define "cdc.affinity" -}}
+{{- if .Values.affinity }}
+{{- toYaml .Values.affinity }}
+{{- else if ne .Values.podAntiAffinityPreset "none" }}
+{{- $selector := include "cdc.selectorLabels" . }}
+podAntiAffinity:
+  {{- if eq .Values.podAntiAffinityPreset "hard" }}
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- $selector | nindent 10 }}
+  {{- end }}
+  preferredDuringSchedulingIgnoredDuringExecution:
+    {{- if eq .Values.podAntiAffinityPreset "soft" }}
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- $selector | nindent 12 }}
+    {{- end }}
+    - weight: 50
+      podAffinityTerm:
+        topologyKey: topology.kubernetes.io/zone
+        labelSelector:
+          matchLabels:
+            {{- $selector | nindent 12 }}
+{{- end }}
+{{- end }}
+
+{{/* topologySpreadConstraints through tpl; a constraint without labelSelector counts this release's replicas. */}}
+{{- define "cdc.topologySpreadConstraints" -}}
+{{- range .Values.topologySpreadConstraints }}
+{{- $constraint := tpl (toYaml .) $ | fromYaml }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" (include "cdc.selectorLabels" $ | fromYaml)) }}
+{{- end }}
+- {{ toYaml $constraint | indent 2 | trim }}
+{{- end }}
+{{- end }}
+
+{{/*
+  Egress of the agent's pods (and, without the SQL Server rule, of the migration pod): DNS, the control database,
+  the tenants' SQL Servers and HTTPS (push, Key Vault, Entra ID, Application Insights). An empty `cidrs` allows the
+  port to any address: a NetworkPolicy names addresses, not hosts.
+*/}}
+{{- define "cdc.networkPolicyEgress" -}}
+{{- $np := .root.Values.networkPolicy }}
+{{- if $np.allowExternalEgress }}
+- {}
+{{- else }}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+- ports:
+    - port: {{ include "cdc.controlPort" .root }}
+      protocol: TCP
+  {{- with $np.egress.controlDatabase.cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  {{- end }}
+{{- if .sqlServer }}
+- ports:
+    {{- range $np.egress.sqlServer.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with $np.egress.sqlServer.cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  {{- end }}
+{{- end }}
+- ports:
+    - port: 443
+      protocol: TCP
+  {{- with $np.egress.https.cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+  {{- end }}
+{{- with $np.egress.extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "cdc.podLabels" -}}
@@ -122,6 +252,19 @@ azure.workload.identity/tenant-id: {{ . | quote }}
 {{- end }}
 {{- if and .Values.secrets.existingSecret .Values.secrets.values }}
 {{- fail "give either secrets.existingSecret or secrets.values, not both" }}
+{{- end }}
+{{- if gt (.Values.autoscaling.minReplicas | int) (.Values.autoscaling.maxReplicas | int) }}
+{{- fail (printf "autoscaling.minReplicas (%v) is above autoscaling.maxReplicas (%v)" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) }}
+{{- end }}
+{{- if gt (.Values.keda.minReplicaCount | int) (.Values.keda.maxReplicaCount | int) }}
+{{- fail (printf "keda.minReplicaCount (%v) is above keda.maxReplicaCount (%v)" .Values.keda.minReplicaCount .Values.keda.maxReplicaCount) }}
+{{- end }}
+{{- $metricsPort := include "cdc.metricsPort" . }}
+{{- if and $metricsPort (eq ($metricsPort | int) (.Values.service.port | int)) }}
+{{- fail (printf "config.telemetry.prometheus.port (%s) is service.port, which the Service gives to the health port already: choose another, or the health port itself (%s)" $metricsPort (include "cdc.healthPort" .)) }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (eq .Values.metrics.serviceMonitor.port "metrics") (not $metricsPort) }}
+{{- fail "metrics.serviceMonitor.port is metrics, but there is no metrics port: set config.telemetry.prometheus.port to a port other than the health port, or scrape http" }}
 {{- end }}
 {{- end }}
 
