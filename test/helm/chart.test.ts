@@ -141,6 +141,36 @@ function documentedAlerts(): Array<{ alert: string; summary: string; expr: strin
   });
 }
 
+/**
+ * What Pod Security "restricted" (Kubernetes docs, Pod Security Standards) refuses in a pod spec: the checks the
+ * kind install test's namespace enforces, so that a chart change breaks here before it breaks there.
+ */
+function restrictedViolations(spec: PodSpec): string[] {
+  const pod = spec as PodSpec & { hostNetwork?: boolean; hostPID?: boolean; hostIPC?: boolean; initContainers?: Container[] };
+  const podContext = (pod.securityContext ?? {}) as { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type?: string } };
+  const out: string[] = [];
+  if (pod.hostNetwork || pod.hostPID || pod.hostIPC) out.push('host namespaces');
+  const allowedVolumes = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
+  for (const v of pod.volumes ?? []) {
+    const kinds = Object.keys(v).filter((k) => k !== 'name');
+    if (!kinds.every((k) => allowedVolumes.includes(k))) out.push(`volume ${v.name}: ${kinds.join(',')}`);
+  }
+  if (podContext.runAsUser === 0) out.push('pod runAsUser 0');
+  for (const c of [...(pod.initContainers ?? []), ...pod.containers]) {
+    const sc = (c.securityContext ?? {}) as { allowPrivilegeEscalation?: boolean; privileged?: boolean; runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type?: string }; capabilities?: { drop?: string[]; add?: string[] } };
+    if (sc.privileged) out.push(`${c.name}: privileged`);
+    if (sc.allowPrivilegeEscalation !== false) out.push(`${c.name}: allowPrivilegeEscalation is not false`);
+    if (!(sc.runAsNonRoot ?? podContext.runAsNonRoot)) out.push(`${c.name}: runAsNonRoot is not true`);
+    if (sc.runAsUser === 0) out.push(`${c.name}: runAsUser 0`);
+    const seccomp = sc.seccompProfile?.type ?? podContext.seccompProfile?.type;
+    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') out.push(`${c.name}: seccompProfile ${seccomp ?? 'unset'}`);
+    if (!(sc.capabilities?.drop ?? []).includes('ALL')) out.push(`${c.name}: capabilities do not drop ALL`);
+    if ((sc.capabilities?.add ?? []).some((a) => a !== 'NET_BIND_SERVICE')) out.push(`${c.name}: adds capabilities`);
+    for (const p of (c.ports ?? []) as Array<{ hostPort?: number }>) if (p.hostPort) out.push(`${c.name}: hostPort`);
+  }
+  return out;
+}
+
 const TENANT = {
   id: 'acme',
   push: { url: 'https://push.example.com/v1', token: 'secret://acme-push-token' },
@@ -695,6 +725,35 @@ describeHelm(title, () => {
       const inherited = only(template({ priorityClassName: 'sync', podAnnotations: { 'replica-only': 'x' } }), 'Job');
       expect((podSpec(inherited) as { priorityClassName?: string }).priorityClassName).toBe('sync');
       expect((inherited.spec as { template: { metadata: Record<string, unknown> } }).template.metadata).not.toHaveProperty('annotations');
+    });
+  });
+
+  describe('Pod Security "restricted", as the CI install test enforces it', () => {
+    const kindValues = parseYaml(readFileSync(path.join(ROOT, 'test/helm/kind/values.yaml'), 'utf8')) as Values;
+    const everything = {
+      ...kindValues,
+      metrics: { serviceMonitor: { enabled: true }, prometheusRule: { enabled: true }, grafanaDashboard: { enabled: true } },
+      topologySpreadConstraints: [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' }],
+    };
+
+    it('renders and lints the install test values, which the agent compiles', () => {
+      expect(lint(kindValues).status).toBe(0);
+      const ms = template(kindValues);
+      compileConfig(configOf(ms, 'cdc-cdc-sync-agent'));
+      expect(only(ms, 'Deployment').spec).toMatchObject({ replicas: 2 });
+      expect(ms.filter((m) => m.kind === 'NetworkPolicy').map((m) => m.metadata.name).sort()).toEqual(['cdc-cdc-sync-agent', 'cdc-cdc-sync-agent-migrate']);
+    });
+
+    it('every pod the chart renders meets it, and so does the install test PostgreSQL', () => {
+      const pods = template(everything).filter((m) => m.kind === 'Deployment' || m.kind === 'Job');
+      expect(pods.map((m) => m.kind).sort()).toEqual(['Deployment', 'Job']);
+      for (const m of pods) expect(restrictedViolations(podSpec(m)), `${m.kind}/${m.metadata.name}`).toEqual([]);
+      const postgres = parseManifests(readFileSync(path.join(ROOT, 'test/helm/kind/postgres.yaml'), 'utf8'));
+      expect(restrictedViolations(podSpec(only(postgres, 'Deployment')))).toEqual([]);
+      // The check can fail: a container that may escalate, a root user.
+      const bad = { ...podSpec(only(template({}), 'Deployment')) };
+      bad.containers = [{ ...bad.containers[0]!, securityContext: { allowPrivilegeEscalation: true, runAsUser: 0 } }];
+      expect(restrictedViolations(bad)).toEqual(expect.arrayContaining([expect.stringContaining('allowPrivilegeEscalation'), expect.stringContaining('runAsUser')]));
     });
   });
 
