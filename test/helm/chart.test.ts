@@ -780,25 +780,38 @@ describeHelm(title, () => {
         return value;
       });
 
-    it('has a values file and a helm upgrade --install command that render, lint and compile', () => {
-      const heredoc = /cat > (values-[a-z-]+\.yaml) <<EOF\n([\s\S]*?)\nEOF\n/.exec(doc);
-      expect(heredoc, 'a `cat > values-….yaml <<EOF` block').not.toBeNull();
-      const valuesName = heredoc![1]!;
-      const values = parseYaml(substitute(heredoc![2]!)) as Values;
-      const command = /^helm upgrade --install (?:[^\n]*\\\n)*[^\n]*/m.exec(doc);
-      expect(command, 'a `helm upgrade --install` command').not.toBeNull();
-      const words = substitute(command![0].replace(/\\\n/g, ' ')).split(/\s+/).filter(Boolean);
+    // Every `cat > values-….yaml <<EOF` block, by file name, and every `helm upgrade --install` command.
+    const heredocs = new Map([...doc.matchAll(/cat > (values-[a-z-]+\.yaml) <<EOF\n([\s\S]*?)\nEOF\n/g)].map((m) => [m[1]!, parseYaml(substitute(m[2]!)) as Values]));
+    const commands = [...doc.matchAll(/^helm upgrade --install (?:[^\n]*\\\n)*[^\n]*/gm)].map((m) => substitute(m[0].replace(/\\\n/g, ' ')).split(/\s+/).filter(Boolean));
+
+    /** Render a command of the guide as Helm would run it, each `-f` naming the guide's own values file. */
+    function renderCommand(words: string[]): { manifests: Manifest[]; files: string[]; timeoutSeconds: number } {
       expect(words.slice(0, 3)).toEqual(['helm', 'upgrade', '--install']);
       const [release, chart, ...flags] = words.slice(3);
       expect(chart).toBe('./helm/cdc-sync-agent');
-      const file = path.join(scratch, valuesName);
-      writeFileSync(file, stringify(values));
-      const args = flags.map((f) => (f === valuesName ? file : f));
+      const files: string[] = [];
+      const args = flags.map((f, i) => {
+        if (flags[i - 1] !== '-f') return f;
+        const values = heredocs.get(f);
+        expect(values, `${f} is written by the guide`).toBeDefined();
+        const file = path.join(scratch, f);
+        writeFileSync(file, stringify(values));
+        files.push(file);
+        return file;
+      });
       const rendered = run(['template', release!, CHART, ...args]);
       expect(rendered.stderr).toBe('');
       expect(rendered.status).toBe(0);
-      expect(run(['lint', '--strict', CHART, '--namespace', 'cdc', '-f', file]).status).toBe(0);
-      const manifests = parseManifests(rendered.stdout);
+      expect(run(['lint', '--strict', CHART, '--namespace', 'cdc', ...files.flatMap((f) => ['-f', f])]).status).toBe(0);
+      const timeout = /^(\d+)m$/.exec(flags[flags.indexOf('--timeout') + 1] ?? '');
+      expect(timeout, 'the command gives --timeout in minutes').not.toBeNull();
+      return { manifests: parseManifests(rendered.stdout), files, timeoutSeconds: Number(timeout![1]) * 60 };
+    }
+
+    it('has a values file and a helm upgrade --install command that render, lint and compile', () => {
+      expect(heredocs.size).toBeGreaterThanOrEqual(2);
+      expect(commands.length).toBeGreaterThanOrEqual(2);
+      const { manifests, timeoutSeconds } = renderCommand(commands[0]!);
       const kinds = new Set(manifests.map((m) => m.kind));
       for (const kind of ['Deployment', 'ScaledObject', 'TriggerAuthentication', 'Job', 'ServiceAccount']) expect(kinds).toContain(kind);
       const configMap = manifests.find((m) => m.kind === 'ConfigMap' && !isHook(m))!;
@@ -806,7 +819,48 @@ describeHelm(title, () => {
       expect(config.keyVault?.url).toBe(SAMPLES.VAULT_URL);
       expect(config.telemetry.appInsights).toMatch(/^secret:\/\//);
       expect(podLabels(only(manifests, 'Deployment'))['azure.workload.identity/use']).toBe('true');
-      expect(only(manifests, 'ScaledObject').spec).toMatchObject({ minReplicaCount: 2, maxReplicaCount: 8 });
+      expect(only(manifests, 'ScaledObject').spec).toMatchObject({ minReplicaCount: 2, maxReplicaCount: 8, fallback: { failureThreshold: 3, replicas: 2 } });
+      // KEDA's target defaults to the guide's worker.concurrency.
+      const trigger = (only(manifests, 'ScaledObject').spec as { triggers: Array<{ metadata: Record<string, string> }> }).triggers[0]!;
+      expect(trigger.metadata.targetValue).toBe(String(config.worker.concurrency));
+      // The migration Job gives up before Helm stops waiting for it.
+      expect((only(manifests, 'Job').spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBeLessThan(timeoutSeconds);
+    });
+
+    it('adds the network policy, Prometheus and Grafana wiring and spreading with a second values file', () => {
+      const platform = commands.find((words) => words.includes('values-platform.yaml'));
+      expect(platform, 'a command with -f values-platform.yaml').toBeDefined();
+      const { manifests, timeoutSeconds } = renderCommand(platform!);
+      const kinds = manifests.map((m) => `${m.kind}/${m.metadata.name}`);
+      for (const kind of ['NetworkPolicy/cdc-agent-cdc-sync-agent', 'NetworkPolicy/cdc-agent-cdc-sync-agent-migrate', 'ServiceMonitor/cdc-agent-cdc-sync-agent', 'PrometheusRule/cdc-agent-cdc-sync-agent', 'ConfigMap/cdc-agent-cdc-sync-agent-dashboard', 'ScaledObject/cdc-agent-cdc-sync-agent']) {
+        expect(kinds).toContain(kind);
+      }
+      const egress = (only(manifests, 'NetworkPolicy', 'cdc-agent-cdc-sync-agent').spec as { egress: Array<{ ports: Array<{ port: number }>; to?: unknown }> }).egress;
+      // The guide's control database is SQL Server: its port, to its subnet.
+      expect(egress.find((r) => r.ports[0]!.port === 1433 && JSON.stringify(r.to).includes('10.40.0.0/24'))).toBeDefined();
+      expect((podSpec(only(manifests, 'Deployment')) as { topologySpreadConstraints?: unknown[] }).topologySpreadConstraints).toHaveLength(1);
+      expect((only(manifests, 'Job').spec as { activeDeadlineSeconds: number }).activeDeadlineSeconds).toBeLessThan(timeoutSeconds);
+    });
+
+    it("lists values the chart has, with the defaults the chart has", () => {
+      const table = doc.slice(doc.indexOf('| value | default | what it renders |'));
+      const rows = table.split('\n').slice(2).filter((l) => l.startsWith('| `'));
+      expect(rows.length).toBeGreaterThan(15);
+      const defaults = parseYaml(readFileSync(path.join(CHART, 'values.yaml'), 'utf8')) as Values;
+      const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8')) as SchemaNode;
+      const known = (dotted: string) => dotted.split('.').reduce<SchemaNode | undefined>((node, key) => node?.properties?.[key], schema) !== undefined;
+      for (const row of rows) {
+        const [names, shownDefault] = row.slice(2, -2).split(' | ');
+        const first = /^`([^`]+)`/.exec(names!)![1]!;
+        // `a.b.c` / `.d` names a.b.c and a.b.d.
+        for (const extra of [...names!.matchAll(/\/ `\.?([a-zA-Z]+)`/g)].map((m) => m[1]!)) expect(known(first.replace(/[^.]+$/, extra)), `${first} / ${extra}`).toBe(true);
+        expect(known(first), first).toBe(true);
+        const value = first.split('.').reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], defaults);
+        if (typeof value === 'boolean' || typeof value === 'number' || (typeof value === 'string' && value !== '')) expect(shownDefault, first).toContain(String(value));
+      }
+      for (const value of ['networkPolicy.allowExternalEgress', 'metrics.serviceMonitor.enabled', 'metrics.prometheusRule.enabled', 'metrics.grafanaDashboard.enabled', 'podDisruptionBudget.unhealthyPodEvictionPolicy', 'podAntiAffinityPreset', 'keda.fallback', 'keda.tableSchema']) {
+        expect(rows.some((r) => r.startsWith(`| \`${value}\``)), value).toBe(true);
+      }
     });
 
     it('names only secrets the guide stores in the vault', () => {
