@@ -10,9 +10,11 @@ import type { Db } from '../dialect/types.ts';
 import { TransientError } from '../errors/errors.ts';
 import { encodeCell } from '../contract/wire.ts';
 import type { JobQueue } from '../queue-table/queue.ts';
-import { introspectSource } from '../snapshot/introspect.ts';
+import { describeSource } from '../snapshot/introspect.ts';
 import { describeDrift, parseSchemaJson, schemaFingerprint } from '../snapshot/schema.ts';
-import { takeSnapshot } from '../snapshot/snapshot.ts';
+import { takeKeys, takeSnapshot } from '../snapshot/snapshot.ts';
+import { planRead, type RunType } from '../watermark/watermark.ts';
+import { RunLedger } from './run-ledger.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
 import { prepareTables, readState } from '../snapshot/tables.ts';
 import type { SourceConnections } from './connections.ts';
@@ -26,6 +28,9 @@ export interface PlanReport {
   deletes: number;
   /** Schema changes since the last successful run; a run would rebuild and re-send everything. */
   schemaChanges: string[];
+  /** What a run would read (docs/watermark.md): `full` for sources without a watermark. */
+  runType: RunType;
+  runReason: string;
   sample: Array<{ op: 'upsert' | 'delete'; row: Record<string, unknown> }>;
 }
 
@@ -45,18 +50,24 @@ export async function planSource(args: {
   if (busy) throw new TransientError(`${tenant.id}/${source.id} has a sync queued or running; run plan again when it has finished (see \`cdc-agent status\`).`);
 
   const sourceDb = await args.sources.get(tenant.id, source.connection);
-  const schema = await introspectSource(sourceDb, tenant.id, source);
+  const described = await describeSource(sourceDb, tenant.id, source);
+  const schema = described.schema;
   const previous = await readState(db, tenant.id, source.id);
   if (previous?.schema_json && previous.schema_fingerprint !== schemaFingerprint(schema)) {
     const changes = describeDrift(parseSchemaJson(previous.schema_json), schema);
-    return { tenant: tenant.id, source: source.id, sourceRows: 0, upserts: 0, deletes: 0, schemaChanges: changes, sample: [] };
+    return { tenant: tenant.id, source: source.id, sourceRows: 0, upserts: 0, deletes: 0, schemaChanges: changes, runType: 'full', runReason: 'the schema changed at the source', sample: [] };
   }
 
   await prepareTables({ controlDb: db, tenant: tenant.id, source, schema, runId: newRunId() });
+  // The read a scheduled run would make now; it commits no watermark.
+  const mode = (await new RunLedger(db).lastSuccess(tenant.id, source.id)) ? 'incremental' : 'initial';
+  const read = await planRead({ sourceDb, controlDb: db, tenant: tenant.id, source, described, mode, drift: false });
   const names = sourceTables(tenant.id, source.id);
   try {
-    const snap = await takeSnapshot({ sourceDb, controlDb: db, tenant: tenant.id, source, schema });
-    const diff = await computeDiff({ controlDb: db, tenant: tenant.id, source, schema });
+    const snap = await takeSnapshot({ sourceDb, controlDb: db, tenant: tenant.id, source, schema, ...(read.delta ? { delta: read.delta } : {}) });
+    if (read.type === 'keydiff') await takeKeys({ sourceDb, controlDb: db, tenant: tenant.id, source, schema });
+    const scope = read.type === 'watermark' ? 'delta' : read.type === 'keydiff' ? 'keydiff' : 'full';
+    const diff = await computeDiff({ controlDb: db, tenant: tenant.id, source, schema, scope });
     const columns = [{ name: 'op', type: { kind: 'string' as const, maxLength: 1 }, nullable: false }, ...schema.columns];
     const sample: PlanReport['sample'] = [];
     const keyed = new Set(schema.key);
@@ -70,7 +81,7 @@ export async function planSource(args: {
       });
       sample.push({ op, row });
     }
-    return { tenant: tenant.id, source: source.id, sourceRows: snap.rows, upserts: diff.upserts, deletes: diff.deletes, schemaChanges: [], sample };
+    return { tenant: tenant.id, source: source.id, sourceRows: snap.rows, upserts: diff.upserts, deletes: diff.deletes, schemaChanges: [], runType: read.type, runReason: read.reason, sample };
   } finally {
     await db.execute(`DELETE FROM ${db.table(names.changes)}`).catch(() => {});
     await db.execute(`DELETE FROM ${db.table(names.snapshot)}`).catch(() => {});

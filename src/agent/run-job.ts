@@ -7,16 +7,19 @@
 import { randomBytes } from 'node:crypto';
 import type { CompiledConfig } from '../config/load.ts';
 import type { SourceConfig, TenantConfig } from '../config/schema.ts';
-import type { Db } from '../dialect/types.ts';
+import type { Db, Queryable } from '../dialect/types.ts';
 import { PermanentError } from '../errors/errors.ts';
 import { countChanges, cutBatches } from '../batching/batches.ts';
 import { computeDiff } from '../cdc/diff.ts';
 import type { PushMode } from '../contract/wire.ts';
 import { pushRun } from '../push/push.ts';
 import type { ClaimedJob, JobQueue } from '../queue-table/queue.ts';
-import { introspectSource } from '../snapshot/introspect.ts';
+import { describeSource } from '../snapshot/introspect.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
-import { takeSnapshot } from '../snapshot/snapshot.ts';
+import { takeKeys, takeSnapshot } from '../snapshot/snapshot.ts';
+import { sourceTables } from '../snapshot/source-tables.ts';
+import { planRead, type ReadPlan, type RunType } from '../watermark/watermark.ts';
+import { recordWatermark, recordWatermarkEvent } from '../watermark/state.ts';
 import { prepareTables, recordSourceState } from '../snapshot/tables.ts';
 import { connectionPath, isAuthenticationFailure, tenantPushPath, type SecretPath, type SecretRotation } from '../config/rotation.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -51,6 +54,11 @@ export interface RunStats {
   sourceRowsEstimate?: number;
   /** Set when the receiver answered the completion with a mismatch: the run is `unreconciled`. */
   unreconciled?: { problems: string[]; action: MismatchAction };
+  /** What the run read (docs/watermark.md): every row (`full`), rows past the watermark, or those and every key. */
+  runType?: RunType;
+  runReason?: string;
+  /** A watermark source's read: from which committed watermark, and the one its finish commits. */
+  watermark?: NonNullable<ReadPlan['watermark']>;
   [key: string]: unknown;
 }
 
@@ -147,6 +155,12 @@ async function changesIntact(db: Db, tenant: string, source: string, stats: RunS
   return held.upserts === stats.upserts && held.deletes === stats.deletes;
 }
 
+/** Rows the source's staging holds: what the receiver holds once the run's batches are applied (I1). */
+async function countRows(db: Db, tenant: string, source: string): Promise<number> {
+  const [row] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(sourceTables(tenant, source).staging)}`);
+  return Number(row?.n ?? 0);
+}
+
 export async function runJob(ctx: JobContext): Promise<RunStats> {
   const { job, queue, config, controlDb, log, signal } = ctx;
   const { tenant, source } = findSource(config, job.tenant, job.source);
@@ -202,9 +216,9 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
   if (stats.phase === 'snapshot') {
     const [sourceDb, described] = await explainLoginFailure(tenant.id, source, async () => {
       const db = await retryAfterRotation(ctx, 'source', connectionPath({ config }, tenant.id, source.connection), () => ctx.sources.get(tenant.id, source.connection));
-      return [db, await introspectSource(db, tenant.id, source)] as const;
+      return [db, await describeSource(db, tenant.id, source)] as const;
     });
-    schema = described;
+    schema = described.schema;
     const { drift } = await prepareTables({ controlDb, tenant: tenant.id, source, schema, runId });
     if (drift) {
       runLog.warn({ phase: 'snapshot', changes: drift.changes }, 'schema changed at the source; re-sending every row in the new shape (a resync run)');
@@ -217,6 +231,21 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       }
     }
     checkAbort();
+    // What this run reads: every row, or (a watermark source) only rows past its watermark, and every key.
+    const read = await planRead({ sourceDb, controlDb, tenant: tenant.id, source, described, mode, drift: drift !== null });
+    if (source.watermark) {
+      stats.runType = read.type;
+      stats.runReason = read.reason;
+      if (read.watermark) stats.watermark = read.watermark;
+      else delete stats.watermark;
+      await ledger.runType(runId, read.type, read.reason);
+      runLog.info({ phase: 'snapshot', runType: read.type, watermark: read.watermark }, `${read.type} run: ${read.reason}`);
+      if (read.fallback) {
+        runLog.warn({ phase: 'snapshot', runType: read.type }, `watermark of ${tenant.id}/${source.id} not used: ${read.fallback}; this run reads every row`);
+        await recordWatermarkEvent(controlDb, { tenant: tenant.id, source: source.id, runId, kind: 'watermark_reset', detail: { reason: read.fallback, runType: read.type } });
+        ctx.telemetry?.watermarkReset(labels, read.fallback);
+      }
+    }
     const started = Date.now();
     const snap = await takeSnapshot({
       sourceDb,
@@ -225,9 +254,16 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       source,
       schema,
       signal,
+      ...(read.delta ? { delta: read.delta } : {}),
       onProgress: (rows) => progress({ phase: 'snapshot', snapshotRows: rows }),
     });
     runLog.info({ phase: 'snapshot', rows: snap.rows, ms: Date.now() - started }, 'snapshot taken');
+    if (read.type === 'keydiff') {
+      const keysStarted = Date.now();
+      const keys = await takeKeys({ sourceDb, controlDb, tenant: tenant.id, source, schema, signal });
+      stats.keysRead = keys.rows;
+      runLog.info({ phase: 'snapshot', keys: keys.rows, ms: Date.now() - keysStarted }, 'source keys read');
+    }
     ctx.telemetry?.snapshotTaken(labels, snap.rows);
     const connection = tenant.connections[source.connection];
     if (connection) ctx.telemetry?.dependency({ type: 'SQL', name: `snapshot ${tenant.id}/${source.id}`, target: connectionTarget(connection), durationMs: Date.now() - started, success: true, properties: labels });
@@ -243,7 +279,16 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     const started = Date.now();
     // A full run (initial, resync) re-sends every current row; the receiver drops what it held and did not get
     // again when the run completes (docs/data-push-api.md "Modes").
-    const diff = await computeDiff({ controlDb, tenant: tenant.id, source, schema, everyRow: mode !== 'incremental', ...(ctx.diffConnections ? { connections: ctx.diffConnections() } : {}) });
+    const scope = stats.runType === 'watermark' ? 'delta' : stats.runType === 'keydiff' ? 'keydiff' : 'full';
+    const diff = await computeDiff({
+      controlDb,
+      tenant: tenant.id,
+      source,
+      schema,
+      everyRow: mode !== 'incremental',
+      scope,
+      ...(ctx.diffConnections ? { connections: ctx.diffConnections() } : {}),
+    });
     runLog.info({ phase: 'diff', ...diff, ms: Date.now() - started }, 'diff computed');
     ctx.telemetry?.diffComputed(labels, diff.upserts, diff.deletes);
     // Before anything is batched: a mass delete stops here, staging untouched, unless confirmed for this job.
@@ -269,6 +314,15 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     await setPhase('push', { batches: cut.batches, upserts: cut.upserts, deletes: cut.deletes });
   }
 
+  // The watermark moves only here, in the fenced transaction that finishes the run, after every batch was
+  // acknowledged and applied to staging (I1): a run that dies earlier is read again from the old one.
+  const commitWatermark = async (tx: Queryable) => {
+    const mark = stats.watermark;
+    if (!mark || !stats.runType) return;
+    const found = stats.runType === 'full' && mode === 'incremental' && mark.checksHistory ? (stats.upserts ?? 0) + (stats.deletes ?? 0) : null;
+    await recordWatermark(controlDb, tx, { tenant: tenant.id, source: source.id, column: mark.column, kind: mark.kind, value: mark.to, runType: stats.runType, fullDiffFound: found });
+  };
+
   if (stats.phase === 'push') {
     checkAbort();
     const started = Date.now();
@@ -279,7 +333,9 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       runId,
       mode,
       schema,
-      sourceRows: stats.sourceRows ?? 0,
+      // A run that read only changed rows tells the receiver the rows it should now hold: staging, once every
+      // batch is applied to it (docs/data-push-api.md, the completion).
+      sourceRows: stats.runType === 'watermark' || stats.runType === 'keydiff' ? () => countRows(controlDb, tenant.id, source.id) : (stats.sourceRows ?? 0),
       fence: (fn) => queue.fenced(job, fn),
       signal,
       onProgress: (p) => progress({ phase: 'push', batchesAcked: p.batchesAcked, batches: p.batches, rowsPushed: p.rows }),
@@ -308,9 +364,13 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       await queue.fenced(job, async (tx) => {
         await ledger.finish(runId, 'unreconciled', stats, tx, undefined, problems);
         await ledger.recordUnreconciled(tx, { runId, tenant: tenant.id, source: source.id, problems, action });
+        await commitWatermark(tx);
       });
     } else {
-      await queue.fenced(job, (tx) => ledger.finish(runId, 'succeeded', stats, tx));
+      await queue.fenced(job, async (tx) => {
+        await ledger.finish(runId, 'succeeded', stats, tx);
+        await commitWatermark(tx);
+      });
     }
     await recordSourceState({
       reconciled: stats.unreconciled === undefined,

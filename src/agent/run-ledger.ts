@@ -30,6 +30,11 @@ export class RunLedger {
     await this.db.execute(`UPDATE cdc_runs SET mode = ${this.p(1)} WHERE run_id = ${this.p(2)}`, [mode, runId]);
   }
 
+  /** What the run reads (watermark mode, docs/watermark.md) and why. */
+  async runType(runId: string, type: string, reason: string): Promise<void> {
+    await this.db.execute(`UPDATE cdc_runs SET run_type = ${this.p(1)}, run_reason = ${this.p(2)} WHERE run_id = ${this.p(3)}`, [type, reason.slice(0, 400), runId]);
+  }
+
   /** Whether the source has ever finished a run reconciled: the first one that does is its `initial`. */
   async everSynced(tenant: string, source: string): Promise<boolean> {
     return (await this.lastSuccess(tenant, source)) !== null;

@@ -5,6 +5,7 @@
 import type { CompiledConfig } from '../config/load.ts';
 import type { Db } from '../dialect/types.ts';
 import type { JobQueue, JobView, QueueStats } from '../queue-table/queue.ts';
+import { listWatermarks } from '../watermark/state.ts';
 
 export interface SourceStatus {
   tenant: string;
@@ -16,6 +17,19 @@ export interface SourceStatus {
   lastRun: null | { runId: string; mode: string; status: string; phase: string; sourceRows: number | null; upserts: number | null; deletes: number | null; batches: number | null; startedAt: string; finishedAt: string | null; error: string | null;
     /** The receiver's reconciliation problems when `status` is `unreconciled`, else null. */
     problems: string[] | null;
+    /** A watermark source's run: what it read (`full`, `watermark`, `keydiff`) and why; null for other sources. */
+    runType: string | null;
+    runReason: string | null;
+  };
+  /** A watermark source's state (docs/watermark.md), null for other sources and before its first full run. */
+  watermark: null | {
+    column: string;
+    kind: string;
+    value: string | null;
+    lastFullDiffAt: string | null;
+    /** Changes the last full diff found after watermark runs: 0 is the health signal (they missed nothing). */
+    lastFullDiffFound: number | null;
+    lastKeyDiffAt: string | null;
   };
   running: null | { jobId: string; owner: string | null; phase: string | null; leaseUntil: string | null };
   queued: number;
@@ -66,12 +80,14 @@ export async function collectStatus(config: CompiledConfig, controlDb: Db, queue
     `SELECT r.* FROM cdc_runs r JOIN (SELECT tenant_id, source_id, MAX(started_at) AS started_at FROM cdc_runs GROUP BY tenant_id, source_id) latest
        ON latest.tenant_id = r.tenant_id AND latest.source_id = r.source_id AND latest.started_at = r.started_at`,
   );
+  const watermarks = await listWatermarks(controlDb);
   const sources: SourceStatus[] = [];
   for (const tenant of config.tenants) {
     for (const source of tenant.sources) {
       const is = (row: { tenant_id?: unknown; source_id?: unknown; tenant?: unknown; source?: unknown }) =>
         (row.tenant_id ?? row.tenant) === tenant.id && (row.source_id ?? row.source) === source.id;
       const state = states.find(is);
+      const mark = source.watermark ? watermarks.find(is) : undefined;
       const run = runs.find(is);
       const running = stats.running.find((j) => j.tenant === tenant.id && j.source === source.id);
       const dead = stats.dead.filter((j) => j.tenant === tenant.id && j.source === source.id);
@@ -98,7 +114,12 @@ export async function collectStatus(config: CompiledConfig, controlDb: Db, queue
               finishedAt: iso(run.finished_at),
               error: run.error === null || run.error === undefined ? null : String(run.error),
               problems: typeof run.problems === 'string' ? (JSON.parse(run.problems) as string[]) : null,
+              runType: typeof run.run_type === 'string' ? run.run_type : null,
+              runReason: typeof run.run_reason === 'string' ? run.run_reason : null,
             }
+          : null,
+        watermark: mark
+          ? { column: mark.column, kind: mark.kind, value: mark.value, lastFullDiffAt: mark.lastFullDiffAt, lastFullDiffFound: mark.lastFullDiffFound, lastKeyDiffAt: mark.lastKeyDiffAt }
           : null,
         running: running ? { jobId: running.id, owner: running.owner ?? null, phase: running.phase ?? null, leaseUntil: iso(running.leaseUntil) } : null,
         queued,
@@ -147,7 +168,7 @@ export function formatStatus(report: StatusReport): string {
     s.source,
     s.lastSuccessAt ?? 'never',
     s.lagSeconds === null ? '-' : `${s.lagSeconds}s`,
-    s.lastRun ? `${s.lastRun.mode} ${s.lastRun.status}` : '-',
+    s.lastRun ? `${s.lastRun.mode}${s.lastRun.runType ? `/${s.lastRun.runType}` : ''} ${s.lastRun.status}` : '-',
     String(s.lastRun?.sourceRows ?? '-'),
     String(s.lastRun?.upserts ?? '-'),
     String(s.lastRun?.deletes ?? '-'),
@@ -166,8 +187,21 @@ export function formatStatus(report: StatusReport): string {
         ...report.unknownSources.map((u) => `  ${u.tenant}/${u.source}: ${u.queued} queued${u.waitingSeconds !== null ? `, waiting ${formatAge(u.waitingSeconds)}` : ''}`),
       ]
     : [];
+  const marked = report.sources.filter((s) => s.watermark);
+  const watermarks = marked.length
+    ? [
+        '',
+        'Watermark sources (docs/watermark.md):',
+        ...marked.map((s) => {
+          const w = s.watermark!;
+          const found = w.lastFullDiffFound === null ? '' : `, found ${w.lastFullDiffFound} change(s)${w.lastFullDiffFound > 0 ? ' the watermark runs had missed' : ''}`;
+          const why = s.lastRun?.runReason ? `; last run ${s.lastRun.runType}: ${s.lastRun.runReason}` : '';
+          return `  ${s.tenant}/${s.source}: ${w.column} read to ${w.value ?? '(empty)'}; deletes looked for ${w.lastKeyDiffAt ?? 'never'}; last full diff ${w.lastFullDiffAt ?? 'never'}${found}${why}`;
+        }),
+      ]
+    : [];
   const broken = (report.tenantsNotServed ?? []).flatMap((b) => ['', `Tenant ${b.tenant} is not served: its secrets cannot be resolved.`, ...b.problems.map((p) => `  - ${p}`)]);
-  return [line(header), ...rows.map(line), ...unknown, ...broken, ...footer].join('\n');
+  return [line(header), ...rows.map(line), ...watermarks, ...unknown, ...broken, ...footer].join('\n');
 }
 
 /** One job as `cdc-agent jobs list --json` prints it. */

@@ -11,7 +11,7 @@
  */
 import type { ColumnSpec, Db, QualifiedName } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
-import { fullJoinSelect, heldDeletes, keyJoin, numbered, type DiffSql, type DiffTables } from './diff-sql.ts';
+import { deltaDerived, fullJoinSelect, heldDeletes, keyJoin, numbered, type DiffSql, type DiffTables } from './diff-sql.ts';
 
 function columnEqual(db: Db, c: ColumnSpec): string {
   const s = `s.${db.quote(c.name)}`;
@@ -55,5 +55,10 @@ export const mssqlDiff: DiffSql = {
       (everyRow ? '' : ` WHERE s.${first} IS NULL OR t.${first} IS NULL OR NOT (${equal})`) +
       heldDeletes(db, t, schema);
     return numbered(db, t, schema, derived, { tablock: ' WITH (TABLOCK)', ...(entry ? { entry } : {}) });
+  },
+
+  delta(db: Db, t: DiffTables, schema: SourceSchema, keys: QualifiedName | null, entry?: string): string {
+    const differs = `NOT (${schema.columns.map((c) => columnEqual(db, c)).join(' AND ')})`;
+    return numbered(db, t, schema, deltaDerived(db, t, schema, differs, keys), { tablock: ' WITH (TABLOCK)', ...(entry ? { entry } : {}) });
   },
 };

@@ -64,6 +64,13 @@ export interface DiffSql {
    */
   changesPart?(db: Db, t: DiffTables, schema: SourceSchema, part: KeyRange, seqOffset: number, entry?: string, everyRow?: boolean): string;
   /**
+   * A watermark run's diff (src/watermark/watermark.ts): the snapshot holds only the rows read past the
+   * watermark, so only those keys are compared with staging (new or different rows are upserts, and no key of
+   * staging is a delete for being absent). With `keys` (a keydiff run), the keys staging has and neither that
+   * table of every source key nor the snapshot has are deletes too.
+   */
+  delta(db: Db, t: DiffTables, schema: SourceSchema, keys: QualifiedName | null, entry?: string): string;
+  /**
    * Statements run in the diff's transaction after the key check, scoped to it (memory for the join's hash
    * table and the numbering sort, so that 1M-row tables do not spill to disk); none where the server sizes its
    * own memory grants.
@@ -115,5 +122,23 @@ export function heldDeletes(db: Db, t: DiffTables, schema: SourceSchema): string
     ` UNION ALL SELECT 'D' AS op, ${cols.join(', ')} FROM ${db.table(t.held)} AS h` +
     ` WHERE NOT EXISTS (SELECT 1 FROM ${db.table(t.snapshot)} AS s WHERE ${keyJoin(db, schema, 's', 'h')})` +
     ` AND NOT EXISTS (SELECT 1 FROM ${db.table(t.staging)} AS t WHERE ${keyJoin(db, schema, 't', 'h')})`
+  );
+}
+
+/**
+ * The derived table of a watermark run's diff (DiffSql.delta), given the dialect's predicate for "row s differs
+ * from row t" (both sides present).
+ */
+export function deltaDerived(db: Db, t: DiffTables, schema: SourceSchema, differs: string, keys: QualifiedName | null): string {
+  const first = db.quote(schema.key[0]!);
+  const upserts =
+    `SELECT 'U' AS op, ${schema.columns.map((c, i) => `s.${db.quote(c.name)} AS c${i}`).join(', ')} FROM ${db.table(t.snapshot)} AS s ` +
+    `LEFT JOIN ${db.table(t.staging)} AS t ON ${keyJoin(db, schema, 's', 't')} WHERE t.${first} IS NULL OR ${differs}`;
+  if (!keys) return upserts;
+  const cols = schema.columns.map((c, i) => (schema.key.includes(c.name) ? `t.${db.quote(c.name)} AS c${i}` : `NULL AS c${i}`));
+  return (
+    `${upserts} UNION ALL SELECT 'D' AS op, ${cols.join(', ')} FROM ${db.table(t.staging)} AS t` +
+    ` WHERE NOT EXISTS (SELECT 1 FROM ${db.table(keys)} AS k WHERE ${keyJoin(db, schema, 'k', 't')})` +
+    ` AND NOT EXISTS (SELECT 1 FROM ${db.table(t.snapshot)} AS s WHERE ${keyJoin(db, schema, 's', 't')})`
   );
 }

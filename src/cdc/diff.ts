@@ -10,7 +10,7 @@ import type { Db, Row } from '../dialect/types.ts';
 import { PermanentError, TransientError } from '../errors/errors.ts';
 import { where } from '../snapshot/introspect.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
-import { heldKeysTable, snapshotKeyIndex, sourceTables } from '../snapshot/source-tables.ts';
+import { heldKeysTable, snapshotKeyIndex, sourceKeysTable, sourceTables } from '../snapshot/source-tables.ts';
 import { controlSql } from '../snapshot/tables.ts';
 import { storedEntrySql } from '../batching/change-set.ts';
 import PQueue from 'p-queue';
@@ -61,6 +61,12 @@ export async function computeDiff(args: {
    * holds unchanged, so the receiver gets every row again; keys only in staging are still deletes.
    */
   everyRow?: boolean;
+  /**
+   * A watermark source's run that read less than every row (src/watermark/watermark.ts): `delta` compares only the
+   * snapshot's keys with staging (upserts only); `keydiff` also deletes the keys that the source's keys table and
+   * the snapshot lack.
+   */
+  scope?: 'full' | 'delta' | 'keydiff';
 }): Promise<{ upserts: number; deletes: number }> {
   const { controlDb: db, tenant, source, schema } = args;
   const everyRow = args.everyRow === true;
@@ -124,6 +130,12 @@ export async function computeDiff(args: {
     });
   const minRows = Math.max(2, args.splitFillRows ?? SPLIT_FILL_ROWS);
   const connections = Math.max(1, Math.trunc(args.connections ?? 2));
+
+  if (args.scope === 'delta' || args.scope === 'keydiff') {
+    await failOnBadKey();
+    await fillOne(sql.delta(db, tables, schema, args.scope === 'keydiff' ? sourceKeysTable(tenant, source.id) : null, entry));
+    return countChanges();
+  }
 
   if (initialSync) {
     await failOnBadKey();

@@ -19,4 +19,5 @@ export function formatDurationMs(ms: number): string {
 /** The configuration's duration settings by key: shown as written (formatDurationMs) by `config check`. */
 export const DURATION_KEYS: ReadonlySet<string> = new Set([
   'statementTimeout', 'connectTimeout', 'requestTimeout', 'every', 'jitter', 'mismatchResyncEvery', 'timeout', 'cacheTtl', 'pollInterval',
+  'keyDiffEvery', 'fullDiffEvery', 'overlap',
 ]);

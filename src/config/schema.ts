@@ -125,6 +125,21 @@ const sourceSchema = z
     onMismatch: z.enum(['resync', 'alert']).default('resync'),
     mismatchResyncEvery: duration.default(60 * 60_000),
     maxDeletePercent: z.number().min(0).max(100).default(50),
+    // Watermark mode (docs/watermark.md): read only rows past the last committed watermark, look for deletes
+    // by reading keys only every keyDiffEvery, and prove it all with a full diff every fullDiffEvery.
+    watermark: z
+      .strictObject({
+        column: identifier,
+        keyDiffEvery: duration.default(60 * 60_000),
+        fullDiffEvery: duration.default(24 * 60 * 60_000),
+        // Datetime watermarks only: how far back each read starts, for clocks that are not monotonic and for
+        // long transactions whose rows carry a time before their commit.
+        overlap: duration.optional(),
+        // A nullable watermark column must say how its NULLs are treated: read at every watermark run, or
+        // left to the full diff (fullDiffOnly).
+        nulls: z.enum(['read', 'fullDiffOnly']).optional(),
+      })
+      .optional(),
   })
   .superRefine((s, ctx) => {
     if ((s.table === undefined) === (s.query === undefined)) {
@@ -132,6 +147,9 @@ const sourceSchema = z
     }
     if (s.query !== undefined && s.key === undefined) {
       ctx.addIssue({ code: 'custom', path: ['key'], message: 'Required (a query source must name its key columns)' });
+    }
+    if (s.watermark && s.watermark.keyDiffEvery > s.watermark.fullDiffEvery) {
+      ctx.addIssue({ code: 'custom', path: ['watermark', 'keyDiffEvery'], message: 'must not be longer than fullDiffEvery (a full diff also finds deletes)' });
     }
     if (s.schedule !== undefined && s.every !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['every'], message: 'give either schedule (cron) or every, not both' });

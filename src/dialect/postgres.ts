@@ -213,14 +213,14 @@ export class PostgresDb extends PgQueryable implements Db {
   }
 
   async *readCells(
-    from: QualifiedName | { sql: string },
+    from: QualifiedName | { sql: string; params?: readonly unknown[] },
     columns: readonly ColumnSpec[],
     options: StreamOptions & { orderBy?: readonly string[] } = {},
   ): AsyncIterable<Cell[]> {
     const source = 'sql' in from ? `(${from.sql}) AS src` : this.table(from);
     const order = options.orderBy?.length ? ` ORDER BY ${options.orderBy.map((c) => quotePostgres(c)).join(', ')}` : '';
     const select = columns.map((c, i) => `${exactSelect(c)} AS c${i}`).join(', ');
-    for await (const row of this.stream(`SELECT ${select} FROM ${source}${order}`, [], options)) {
+    for await (const row of this.stream(`SELECT ${select} FROM ${source}${order}`, 'sql' in from ? (from.params ?? []) : [], options)) {
       yield columns.map((c, i) => toCell(row[`c${i}`], c.type));
     }
   }

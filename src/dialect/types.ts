@@ -82,8 +82,8 @@ export interface Db extends Queryable {
   columnTypeSql(type: ColumnType): string;
   /** Stream driver rows in bounded memory. */
   stream<R extends Row = Row>(sql: string, params?: readonly unknown[], options?: StreamOptions): AsyncIterable<R>;
-  /** Read columns of a table or subquery as exact cells, in bounded memory. */
-  readCells(from: QualifiedName | { sql: string }, columns: readonly ColumnSpec[], options?: StreamOptions & { orderBy?: readonly string[] }): AsyncIterable<Cell[]>;
+  /** Read columns of a table or subquery (with its bind parameters) as exact cells, in bounded memory. */
+  readCells(from: QualifiedName | { sql: string; params?: readonly unknown[] }, columns: readonly ColumnSpec[], options?: StreamOptions & { orderBy?: readonly string[] }): AsyncIterable<Cell[]>;
   /**
    * The PRIMARY KEY clause for these key columns, or a PermanentError naming the columns when the server
    * cannot index them (SQL Server: no max types, at most 1,700 bytes; over 900 bytes the key is nonclustered).

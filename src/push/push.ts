@@ -48,7 +48,8 @@ export interface PushRunArgs {
   runId: string;
   mode: PushMode;
   schema: SourceSchema;
-  sourceRows: number;
+  /** Rows the receiver should hold after the run; a function is asked once every batch is acknowledged. */
+  sourceRows: number | (() => Promise<number>);
   fence: Fence;
   onProgress?: (progress: PushProgress) => void;
   signal?: AbortSignal;
@@ -205,7 +206,7 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     const { upserts, deletes } = await countChanges(db, tenant.id, source.id);
     const answer = await client.postComplete(
       source.id,
-      { runId, mode: args.mode, schemaVersion: wire.version, batches: all.length, upserts, deletes, sourceRows: args.sourceRows },
+      { runId, mode: args.mode, schemaVersion: wire.version, batches: all.length, upserts, deletes, sourceRows: typeof args.sourceRows === 'number' ? args.sourceRows : await args.sourceRows() },
       { ...(args.signal ? { signal: args.signal } : {}), context },
     );
     return { batches: all.length, upserts, deletes, replays, completion: completionOf(answer.body) };

@@ -40,6 +40,12 @@ export interface DescribedSource {
   schema: SourceSchema;
   /** A SELECT over the source returning exactly `schema.columns`, by name, with renderings applied. */
   select: string;
+  /** The FROM of `select`: the quoted table, or the query as a derived table. */
+  from: string;
+  /** `select`'s list, one item per column of `schema.columns` (`expr AS name` where rendered). */
+  items: string[];
+  /** Every column the source has, included or not (a watermark column may be left out of what is synced). */
+  natives: NativeColumn[];
 }
 
 export function where(tenant: string, source: SourceConfig | string): string {
@@ -85,6 +91,9 @@ export async function describeSource(sourceDb: Db, tenant: string, source: Sourc
     // A key column is NOT NULL in the portable shape whatever the catalog says: NULL keys fail the diff.
     schema: { columns: columns.map((c) => ({ ...c.spec, nullable: key.includes(c.spec.name) ? false : c.spec.nullable })), key: [...key] },
     select: `SELECT ${list.join(', ')} FROM ${from}`,
+    from,
+    items: list,
+    natives: all,
   };
 }
 

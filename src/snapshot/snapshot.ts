@@ -10,10 +10,10 @@ import type { SourceConfig } from '../config/schema.ts';
 import type { Cell, Db, QualifiedName } from '../dialect/types.ts';
 import { TransientError } from '../errors/errors.ts';
 import { toCdcError } from '../errors/classify.ts';
-import { describeSource, where } from './introspect.ts';
+import { describeSource, where, type DescribedSource } from './introspect.ts';
 import { schemaFingerprint, type SourceSchema } from './schema.ts';
-import { snapshotKeyIndex, sourceTables } from './source-tables.ts';
-import { controlSql } from './tables.ts';
+import { snapshotKeyIndex, sourceKeysTable, sourceTables } from './source-tables.ts';
+import { controlSql, createKeysSql } from './tables.ts';
 
 const PROGRESS_EVERY_ROWS = 10_000;
 const PROGRESS_POLL_MS = 1_000;
@@ -26,16 +26,13 @@ export async function takeSnapshot(args: {
   schema: SourceSchema;
   onProgress?: (rows: number) => void;
   signal?: AbortSignal;
+  /** Read only the rows this condition selects (a watermark run: src/watermark/watermark.ts), with its parameters. */
+  delta?: { where: string; params: readonly unknown[] };
 }): Promise<{ rows: number }> {
-  const { sourceDb, controlDb, tenant, source, schema, onProgress, signal } = args;
+  const { sourceDb, controlDb, tenant, source, schema, onProgress, signal, delta } = args;
   const context = { tenant, source: source.id };
   signal?.throwIfAborted();
-  // Described again (one catalog query) for the select list with its renderings; a shape that moved since
-  // prepareTables means the tables no longer fit: retry, and the next run's prepareTables sees the drift.
-  const described = await describeSource(sourceDb, tenant, source);
-  if (schemaFingerprint(described.schema) !== schemaFingerprint(schema)) {
-    throw new TransientError(`${where(tenant, source)}: the source's schema changed during the run; it will be retried and handled as schema drift.`, { context });
-  }
+  const described = await describeAgain(sourceDb, tenant, source, schema);
   const { snapshot } = sourceTables(tenant, source.id);
   // The diff's key index would slow the load down; the diff builds it again afterwards.
   await controlDb.execute(controlSql(controlDb).dropIndexSql(controlDb, snapshot, snapshotKeyIndex(tenant, source.id)));
@@ -43,7 +40,8 @@ export async function takeSnapshot(args: {
   const columns = schema.columns.map((c) => controlDb.quote(c.name)).join(', ');
 
   try {
-    if (sourceDb.copyOut && controlDb.copyIn && sourceDb.caps.rawCopy && controlDb.caps.rawCopy) {
+    // A delta read has bind parameters, which COPY does not take; it is small, so it goes cell by cell.
+    if (!delta && sourceDb.copyOut && controlDb.copyIn && sourceDb.caps.rawCopy && controlDb.caps.rawCopy) {
       // Binary COPY: the select list yields exactly the snapshot's column types (renderings cast to text,
       // which the snapshot holds as text), so the server-side binary receive functions accept each field.
       const out: Readable = await sourceDb.copyOut(`COPY (${described.select}) TO STDOUT (FORMAT binary)`);
@@ -69,11 +67,60 @@ export async function takeSnapshot(args: {
         yield row;
       }
     };
-    await controlDb.bulkWrite(snapshot, schema.columns, counted(sourceDb.readCells({ sql: described.select }, schema.columns)));
+    const from = delta ? { sql: `SELECT ${described.items.join(', ')} FROM ${described.from} WHERE ${delta.where}`, params: delta.params } : { sql: described.select };
+    await controlDb.bulkWrite(snapshot, schema.columns, counted(sourceDb.readCells(from, schema.columns)));
     onProgress?.(rows);
     return { rows };
   } catch (error) {
     throw toCdcError(error, `${where(tenant, source)}: snapshot`, context);
+  }
+}
+
+/**
+ * Described again (one catalog query) for the select list with its renderings; a shape that moved since
+ * prepareTables means the tables no longer fit: retry, and the next run's prepareTables sees the drift.
+ */
+async function describeAgain(sourceDb: Db, tenant: string, source: SourceConfig, schema: SourceSchema): Promise<DescribedSource> {
+  const described = await describeSource(sourceDb, tenant, source);
+  if (schemaFingerprint(described.schema) !== schemaFingerprint(schema)) {
+    throw new TransientError(`${where(tenant, source)}: the source's schema changed during the run; it will be retried and handled as schema drift.`, {
+      context: { tenant, source: source.id },
+    });
+  }
+  return described;
+}
+
+/**
+ * A keydiff run's second read (src/watermark/watermark.ts): every key of the source, key columns only, into the
+ * source's keys table, which is made afresh each time (its shape follows the key's).
+ */
+export async function takeKeys(args: { sourceDb: Db; controlDb: Db; tenant: string; source: SourceConfig; schema: SourceSchema; signal?: AbortSignal }): Promise<{ rows: number }> {
+  const { sourceDb, controlDb, tenant, source, schema, signal } = args;
+  const context = { tenant, source: source.id };
+  signal?.throwIfAborted();
+  const described = await describeAgain(sourceDb, tenant, source, schema);
+  const keys = sourceKeysTable(tenant, source.id);
+  const keyColumns = schema.key.map((k) => schema.columns.find((c) => c.name === k)!);
+  const items = keyColumns.map((c) => described.items[schema.columns.indexOf(c)]!);
+  const select = `SELECT ${items.join(', ')} FROM ${described.from}`;
+  await controlDb.transaction(async (tx) => {
+    if (await controlSql(controlDb).tableExists(tx, keys)) await tx.execute(`DROP TABLE ${controlDb.table(keys)}`);
+    await tx.execute(createKeysSql(controlDb, keys, schema));
+  });
+  try {
+    if (sourceDb.copyOut && controlDb.copyIn && sourceDb.caps.rawCopy && controlDb.caps.rawCopy) {
+      const out: Readable = await sourceDb.copyOut(`COPY (${select}) TO STDOUT (FORMAT binary)`);
+      const abort = () => out.destroy(new TransientError(`${where(tenant, source)}: key read aborted.`, { context }));
+      signal?.addEventListener('abort', abort, { once: true });
+      try {
+        return { rows: await controlDb.copyIn(`COPY ${controlDb.table(keys)} (${keyColumns.map((c) => controlDb.quote(c.name)).join(', ')}) FROM STDIN (FORMAT binary)`, out) };
+      } finally {
+        signal?.removeEventListener('abort', abort);
+      }
+    }
+    return { rows: await controlDb.bulkWrite(keys, keyColumns, sourceDb.readCells({ sql: select }, keyColumns)) };
+  } catch (error) {
+    throw toCdcError(error, `${where(tenant, source)}: key read`, context);
   }
 }
 

@@ -37,3 +37,11 @@ export function snapshotKeyIndex(tenant: string, source: string): string {
 export function heldKeysTable(tenant: string, source: string): QualifiedName {
   return tableName('cdc_held', tenant, source);
 }
+
+/**
+ * Every key the source has, read by a watermark source's keydiff run (key columns only) so that the diff can
+ * delete the keys staging holds and the source no longer has. Scratch, like the snapshot.
+ */
+export function sourceKeysTable(tenant: string, source: string): QualifiedName {
+  return tableName('cdc_keys', tenant, source);
+}

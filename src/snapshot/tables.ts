@@ -21,7 +21,7 @@ import { mssqlControl } from './control-mssql.ts';
 import { postgresControl } from './control-postgres.ts';
 import { where } from './introspect.ts';
 import { canonicalSchemaJson, describeDrift, parseSchemaJson, schemaFingerprint, type SourceSchema } from './schema.ts';
-import { heldKeysTable, sourceTables } from './source-tables.ts';
+import { heldKeysTable, sourceKeysTable, sourceTables } from './source-tables.ts';
 
 export function controlSql(db: Db): ControlSql {
   return db.dialect === 'postgres' ? postgresControl : mssqlControl;
@@ -51,6 +51,12 @@ export function createChangesSql(db: Db, name: QualifiedName, schema: SourceSche
   const defs = schema.columns.map((c) => columnDef(db, c, true));
   const entry = ctl.renderedEntryType ? `, ${db.quote('cdc_entry')} ${ctl.renderedEntryType} NULL` : '';
   return `${ctl.createScratchTable} ${db.table(name)} (${db.quote('seq')} bigint NOT NULL PRIMARY KEY, ${db.quote('op')} char(1) NOT NULL, ${db.quote('batch_no')} int NULL, ${defs.join(', ')}${entry})`;
+}
+
+/** The keydiff run's table of every source key (key columns, nullable: a NULL key is the diff's to report). */
+export function createKeysSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
+  const keyColumns = schema.key.map((k) => schema.columns.find((c) => c.name === k)!);
+  return `${controlSql(db).createScratchTable} ${db.table(name)} (${keyColumns.map((c) => columnDef(db, c, true)).join(', ')})`;
 }
 
 function createHeldSql(db: Db, name: QualifiedName, schema: SourceSchema): string {
@@ -116,7 +122,7 @@ export async function prepareTables(args: { controlDb: Db; tenant: string; sourc
   if (!state?.schema_fingerprint || !state.schema_json) {
     // First run of this source: nothing is known to be at the receiver.
     await db.transaction(async (tx) => {
-      for (const name of [names.snapshot, names.staging, names.changes, held]) await dropIfExists(db, tx, name);
+      for (const name of [names.snapshot, names.staging, names.changes, held, sourceKeysTable(tenant, source.id)]) await dropIfExists(db, tx, name);
       await tx.execute(createSnapshotSql(db, names.snapshot, schema));
       await tx.execute(createStagingSql(db, names.staging, schema));
       await tx.execute(createChangesSql(db, names.changes, schema));
@@ -153,7 +159,7 @@ export async function prepareTables(args: { controlDb: Db; tenant: string; sourc
     if (carryFromStaging && (await ctl.tableExists(tx, names.staging))) sources.push(`SELECT ${keyList} FROM ${db.table(names.staging)}`);
     if (carryFromHeld && (await ctl.tableExists(tx, held))) sources.push(`SELECT ${keyList} FROM ${db.table(held)}`);
     if (sources.length > 0) heldKeys = await tx.execute(`INSERT INTO ${db.table(next)} (${keyList}) ${sources.join(' UNION ')}`);
-    for (const name of [names.snapshot, names.staging, names.changes, held]) await dropIfExists(db, tx, name);
+    for (const name of [names.snapshot, names.staging, names.changes, held, sourceKeysTable(tenant, source.id)]) await dropIfExists(db, tx, name);
     await ctl.rename(db, tx, next, held);
     await tx.execute(createSnapshotSql(db, names.snapshot, schema));
     await tx.execute(createStagingSql(db, names.staging, schema));
@@ -201,6 +207,6 @@ export async function recordSourceState(args: {
       ...(args.reconciled === false ? {} : { success: { runId, counts: JSON.stringify(counts) } }),
     });
     await dropIfExists(db, tx, heldKeysTable(tenant, source));
-    for (const name of [names.snapshot, names.changes]) if (await ctl.tableExists(tx, name)) await tx.execute(`TRUNCATE TABLE ${db.table(name)}`);
+    for (const name of [names.snapshot, names.changes, sourceKeysTable(tenant, source)]) if (await ctl.tableExists(tx, name)) await tx.execute(`TRUNCATE TABLE ${db.table(name)}`);
   });
 }

@@ -34,6 +34,8 @@ export const METRICS = {
   leaseLosses: { name: 'cdc_lease_losses_total', kind: 'counter', unit: 'jobs', labels: ['tenant', 'source'], help: 'Jobs abandoned because another replica took the lease over.' },
   schemaChanges: { name: 'cdc_schema_changes_total', kind: 'counter', unit: 'changes', labels: ['tenant', 'source'], help: 'Source schema changes detected (the run re-sends every row in the new shape).' },
   unreconciledRuns: { name: 'cdc_runs_unreconciled_total', kind: 'counter', unit: 'runs', labels: ['tenant', 'source', 'action'], help: 'Runs the receiver answered with a mismatch at completion, by what followed (resync, alert, resync_suppressed).' },
+  watermarkResets: { name: 'cdc_watermark_resets_total', kind: 'counter', unit: 'runs', labels: ['tenant', 'source'], help: 'Runs of a watermark source that read every row instead, because its watermark could not be trusted (it went backwards, its column changed or cannot be read).' },
+  fullDiffFound: { name: 'cdc_full_diff_found', kind: 'gauge', unit: 'changes', labels: ['tenant', 'source'], help: 'Changes the last full diff of a watermark source found after its watermark runs (0: they missed nothing), sampled.' },
   secretRefreshes: { name: 'cdc_secret_refreshes_total', kind: 'counter', unit: 'refreshes', labels: ['target', 'changed'], help: 'Secrets re-read after an authentication failure (target: push or source); changed=true when a rotated value was found.' },
   queueDepth: { name: 'cdc_queue_depth', kind: 'gauge', unit: 'jobs', labels: ['status'], help: 'Jobs in the queue table by status (queued, running, dead, ...), sampled.' },
   queueOldest: { name: 'cdc_queue_oldest_queued_seconds', kind: 'gauge', unit: 'seconds', labels: [], help: 'Age of the oldest job waiting to be claimed (0 when none), sampled.' },
@@ -52,6 +54,7 @@ export const EVENTS = {
   lease_lost: 'A job was abandoned because its lease was taken over by another replica.',
   schema_changed: 'The source schema differs from the last successful run; properties: changes (JSON).',
   run_unreconciled: 'The receiver reported a mismatch when the run completed; properties: runId, mode, problems (JSON), action (resync, alert, resync_suppressed).',
+  watermark_reset: 'A watermark source\'s run read every row instead of the rows past its watermark; properties: reason.',
   secret_refreshed: 'A secret was re-read after an authentication failure; properties: target, changed.',
 } as const;
 
@@ -93,7 +96,7 @@ export type JobOutcome = 'succeeded' | 'retrying' | 'dead' | 'lease_lost' | 'rel
 /** What a queue/status sample carries; `collectStatus` in src/agent/status.ts produces a superset. */
 export interface StatusSample {
   queue: { depth: Record<string, number>; oldestQueuedSeconds: number | null };
-  sources: ReadonlyArray<{ tenant: string; source: string; lagSeconds: number | null; dead: number }>;
+  sources: ReadonlyArray<{ tenant: string; source: string; lagSeconds: number | null; dead: number; watermark?: { lastFullDiffFound: number | null } | null }>;
 }
 
 function errorText(error: unknown): string {
@@ -190,6 +193,11 @@ export class Telemetry {
     this.event('run_unreconciled', { ...sourceLabels(l), runId: run.runId, mode: run.mode, problems: JSON.stringify(run.problems), action: run.action });
   }
 
+  watermarkReset(l: SourceLabels, reason: string): void {
+    this.metric('watermarkResets', 1, sourceLabels(l));
+    this.event('watermark_reset', { ...sourceLabels(l), reason });
+  }
+
   secretRefreshed(target: 'push' | 'source', labels: SourceLabels | { tenant: string }, changed: boolean): void {
     this.metric('secretRefreshes', 1, { target, changed: String(changed) });
     this.event('secret_refreshed', { tenant: labels.tenant, ...('source' in labels ? { source: labels.source } : {}), target, changed: String(changed) });
@@ -249,6 +257,7 @@ export class Telemetry {
       const l = { tenant: s.tenant, source: s.source };
       this.metric('deadJobs', s.dead, l);
       if (s.lagSeconds !== null) this.metric('sourceLag', s.lagSeconds, l);
+      if (s.watermark?.lastFullDiffFound != null) this.metric('fullDiffFound', s.watermark.lastFullDiffFound, l);
     }
     for (const i of intervals) this.metric('sourceInterval', i.seconds, { tenant: i.tenant, source: i.source });
   }

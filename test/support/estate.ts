@@ -5,6 +5,8 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { stringify } from 'yaml';
 import type { Db, DialectName } from '../../src/dialect/types.ts';
 import { createEstate } from '../../src/demo/estate.ts';
 import { verifyDataset, type Verification } from '../../src/demo/verify.ts';
@@ -23,6 +25,8 @@ export interface EstateSource {
   query?: string;
   key?: string[];
   every?: string;
+  /** Watermark mode (docs/watermark.md), as the configuration file spells it. */
+  watermark?: Record<string, unknown>;
 }
 
 export interface EstateOptions {
@@ -40,6 +44,16 @@ export interface EstateOptions {
   control?: DialectName;
   /** The receiver serves the optional digest endpoint (default true). */
   digest?: boolean;
+  /** The legacy databases' dialect (default postgres). Only PostgreSQL sources get the generated estate. */
+  source?: DialectName;
+  /** Fill each legacy database with the generated estate (default true; false: empty, for `setupSql`). */
+  generate?: boolean;
+}
+
+/** The estate's configuration file, loosely typed for tests that edit it. */
+export interface EstateConfig {
+  tenants: Array<{ id: string; sources: Array<Record<string, unknown> & { id: string }> }>;
+  [key: string]: unknown;
 }
 
 export class AgentProcess {
@@ -115,6 +129,8 @@ export class Estate {
   configPath!: string;
   tokens: Record<string, string> = {};
   readonly agents: AgentProcess[] = [];
+  /** The configuration as written to `configPath` (see `rewriteConfig`). */
+  raw!: EstateConfig;
 
   private constructor(options: EstateOptions) {
     this.options = options;
@@ -125,8 +141,8 @@ export class Estate {
     e.control = await createTestDatabase(options.control ?? 'postgres', `${options.label}_ctl`, 20);
     e.receiverDb = await createTestDatabase('postgres', `${options.label}_rx`, 10);
     for (const [i, tenant] of options.tenants.entries()) {
-      const db = await createTestDatabase('postgres', `${options.label}_${tenant}`, 6);
-      await createEstate(db.db, options.rows, 7 + i);
+      const db = await createTestDatabase(options.source ?? 'postgres', `${options.label}_${tenant}`, 6);
+      if (options.generate !== false) await createEstate(db.db, options.rows, 7 + i);
       if (options.setupSql) await db.db.execute(options.setupSql);
       e.legacy.set(tenant, db);
       e.tokens[tenant] = `tok-${tenant}-${randomBytes(8).toString('hex')}`;
@@ -146,7 +162,7 @@ export class Estate {
       tenants: options.tenants.map((tenant) => ({
         id: tenant,
         push: { url: e.receiver.url, token: `secret://push-token-${tenant}`, maxInFlight: 4 },
-        connections: { legacy: { dialect: 'postgres', url: e.legacy.get(tenant)!.url, poolMax: 4 } },
+        connections: { legacy: { ...e.legacy.get(tenant)!.config, poolMax: 4 } },
         sources: options.sources.map((s) => ({
           id: s.id,
           connection: 'legacy',
@@ -154,15 +170,24 @@ export class Estate {
           ...(s.query ? { query: s.query } : {}),
           ...(s.key ? { key: s.key } : {}),
           ...(s.every ? { every: s.every } : {}),
+          ...(s.watermark ? { watermark: s.watermark } : {}),
           batch: { maxRows: options.batch?.maxRows ?? 2000, maxBytes: options.batch?.maxBytes ?? 1024 * 1024 },
         })),
       })),
     };
+    e.raw = raw;
     e.configPath = await writeConfig(raw);
     e.config = compileConfig(raw, e.configPath);
     await migrate(e.control.db);
     e.queue = createJobQueue(e.control.db);
     return e;
+  }
+
+  /** Change the configuration file as an operator would edit it; later CLI commands and agents read the new one. */
+  async rewriteConfig(change: (raw: EstateConfig) => void): Promise<void> {
+    change(this.raw);
+    await writeFile(this.configPath, stringify(this.raw));
+    this.config = compileConfig(this.raw, this.configPath);
   }
 
   /** Secrets reach the agents the way operators give them: environment variables. */

@@ -96,7 +96,8 @@ export function registerPlan(program: Command, io: CliIo, setExit: (code: number
           for (const c of plan.schemaChanges) io.out(`  - ${c}`);
           io.out('A sync would rebuild the tables and re-send every row (onSchemaChange: resync) or stop (fail).');
         } else {
-          io.out(`${plan.tenant}/${plan.source}: ${plan.sourceRows} source rows; a sync would push ${plan.upserts} upserts and ${plan.deletes} deletes.`);
+          const read = plan.runType === 'full' ? `${plan.sourceRows} source rows` : `a ${plan.runType} run (${plan.runReason}) reads ${plan.sourceRows} source rows`;
+          io.out(`${plan.tenant}/${plan.source}: ${read}; a sync would push ${plan.upserts} upserts and ${plan.deletes} deletes.`);
           for (const s of plan.sample) io.out(`  ${s.op.padEnd(6)} ${JSON.stringify(s.row)}`);
         }
         setExit(EXIT.ok);
