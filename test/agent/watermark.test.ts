@@ -82,7 +82,7 @@ let restarts = 0;
  * Change the source's watermark settings as an operator does: edit the file and restart the agent (a rollout).
  * Unchanged settings restart nothing.
  */
-async function schedule(e: Estate, every: { keyDiffEvery?: string; fullDiffEvery?: string; overlap?: string }): Promise<void> {
+async function schedule(e: Estate, every: { keyDiffEvery?: string; fullDiffEvery?: string; overlap?: string; column?: string }): Promise<void> {
   const source = e.raw.tenants[0]!.sources[0]!;
   const before = JSON.stringify(source.watermark);
   const after = { ...(source.watermark as Record<string, unknown>), ...every };
@@ -268,6 +268,54 @@ describeEachDialect('watermark mode through the CLI, source', (dialect) => {
     expect(full.watermark).toMatchObject({ lastFullDiffFound: 0 });
     await converged(estate);
   }, 400_000);
+
+  it('config check --sources refuses a watermark column that is missing, of the wrong type or nullable without a NULL policy; a run then falls back to a full diff and says why', async () => {
+    estate = await createSource(dialect, 'wm_check', mark);
+    const db = estate.sourceDb('acme');
+    await db.execute(dialect === 'postgres' ? 'ALTER TABLE items ADD COLUMN touched timestamptz NULL' : 'ALTER TABLE dbo.items ADD touched datetime2(3) NULL');
+    const check = async (watermark: Record<string, unknown>) => {
+      await estate!.rewriteConfig(
+        (raw) => {
+          raw.tenants[0]!.sources[0]!.watermark = watermark;
+        },
+        { invalid: true },
+      );
+      return estate!.cli(['config', 'check', '--sources']);
+    };
+    const good = await check(mark);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stderr).toMatch(/acme\/items: ok: \d+ columns, key \(id\), watermark modified_at \(time, .*overlap 5m\)/);
+
+    const missing = await check({ column: 'modifed_at' });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/tenant "acme", source "items": watermark column "modifed_at" does not exist at the source \(its columns: id, name, qty, modified_at, touched\)/);
+    const wrongType = await check({ column: 'name' });
+    expect(wrongType.code).toBe(2);
+    expect(wrongType.stderr).toMatch(/watermark column "name" is .*; a watermark must be /);
+    const nullable = await check({ column: 'touched' });
+    expect(nullable.code).toBe(2);
+    expect(nullable.stderr).toMatch(/watermark column "touched" is nullable; say how its NULLs are treated with watermark.nulls: read .* or fullDiffOnly/);
+    expect((await check({ column: 'touched', nulls: 'read' })).code).toBe(0);
+    const overlapOnNumber = await check({ column: 'qty', overlap: '1m', nulls: 'read' });
+    expect(overlapOnNumber.stderr).toMatch(/watermark.overlap applies to datetime watermarks only/);
+    // Statically wrong settings are refused without connecting.
+    const longer = await check({ column: 'modified_at', keyDiffEvery: '2d', fullDiffEvery: '1d' });
+    expect(longer.code).toBe(2);
+    expect(longer.stderr).toContain('tenants[0].sources[0].watermark.keyDiffEvery: must not be longer than fullDiffEvery');
+
+    // A run with a watermark it cannot use reads every row, and says why in status and as an event.
+    await estate.rewriteConfig((raw) => {
+      raw.tenants[0]!.sources[0]!.watermark = mark;
+    });
+    await estate.startAgent('agent-a');
+    expect((await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120'])).code).toBe(0);
+    await schedule(estate, { column: 'modifed_at' });
+    const fallback = await sync(estate);
+    expect(fallback.lastRun).toMatchObject({ mode: 'incremental', runType: 'full', upserts: 0 });
+    expect(fallback.lastRun!.runReason).toMatch(/watermark column "modifed_at" does not exist at the source.*; a full diff instead/);
+    const events = await estate.control.db.query<{ detail: string }>(`SELECT detail FROM cdc_events WHERE kind = 'watermark_reset'`);
+    expect(events.map((e) => (JSON.parse(e.detail) as { reason: string }).reason)).toEqual([expect.stringMatching(/"modifed_at" does not exist/)]);
+  }, 240_000);
 
   if (dialect === 'mssql') {
     itUnless(babelfishGap(dialect, 'rowversion'))('rowversion: a transaction in flight is bounded by MIN_ACTIVE_ROWVERSION() and read once it commits', async () => {

@@ -42,7 +42,7 @@ export const BABELFISH_GAPS = {
   'bracket-escape': 'Babelfish refuses "]]" inside a bracketed identifier',
   'datetime2-7': 'Babelfish stores datetime2(7) at 6 fractional digits',
   'no-hierarchyid': 'Babelfish has no hierarchyid',
-  'rowversion': 'Babelfish needs an escape hatch for ROWVERSION columns',
+  'rowversion': 'Babelfish needs an escape hatch for ROWVERSION columns and has no MIN_ACTIVE_ROWVERSION()',
   'alter-column-null': 'Babelfish does not support ALTER TABLE … ALTER COLUMN … NULL',
   'error-208': 'Babelfish raises a generic error number for a missing table instead of 208',
   'lowercase-catalog': 'Babelfish reports unquoted names lower-cased in sys.columns',

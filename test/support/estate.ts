@@ -184,10 +184,11 @@ export class Estate {
   }
 
   /** Change the configuration file as an operator would edit it; later CLI commands and agents read the new one. */
-  async rewriteConfig(change: (raw: EstateConfig) => void): Promise<void> {
+  async rewriteConfig(change: (raw: EstateConfig) => void, options: { invalid?: boolean } = {}): Promise<void> {
     change(this.raw);
     await writeFile(this.configPath, stringify(this.raw));
-    this.config = compileConfig(this.raw, this.configPath);
+    // A file written to be refused (`invalid`) leaves the estate's compiled configuration as it was.
+    if (!options.invalid) this.config = compileConfig(this.raw, this.configPath);
   }
 
   /** Secrets reach the agents the way operators give them: environment variables. */

@@ -1,7 +1,7 @@
 /** `cdc-agent config check`: validate the configuration, resolve its secrets, print it masked. */
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { maskConfig } from '../../config/load.ts';
+import { maskConfig, type CompiledConfig } from '../../config/load.ts';
 import { DURATION_KEYS, formatDurationMs } from '../../config/duration.ts';
 import { EXIT } from '../exit-codes.ts';
 import { loadFromCli, type CliIo } from '../context.ts';
@@ -19,18 +19,68 @@ function asWritten(node: unknown, key = ''): unknown {
   return node;
 }
 
+/**
+ * Connect to every source and describe it as a run's snapshot would (src/snapshot/introspect.ts), and check a watermark
+ * column's existence, type and NULLs (src/watermark/watermark.ts). Reads catalogs only; returns the problems.
+ */
+async function checkSources(config: CompiledConfig, io: CliIo): Promise<string[]> {
+  const { SourceConnections } = await import('../../agent/connections.ts');
+  const { describeSource, where } = await import('../../snapshot/introspect.ts');
+  const { watermarkColumn } = await import('../../watermark/watermark.ts');
+  const sources = new SourceConnections(config);
+  const problems: string[] = [];
+  try {
+    for (const tenant of config.tenants) {
+      for (const source of tenant.sources) {
+        try {
+          const db = await sources.get(tenant.id, source.connection);
+          const described = await describeSource(db, tenant.id, source);
+          let note = `${described.schema.columns.length} columns, key (${described.schema.key.join(', ')})`;
+          if (source.watermark) {
+            const column = watermarkColumn(db.dialect, described.natives, source);
+            if ('problem' in column) {
+              problems.push(`${where(tenant.id, source)}: ${column.problem}`);
+              continue;
+            }
+            note += `, watermark ${column.name} (${column.kind}, ${column.nativeType}${column.overlapMs ? `, overlap ${formatDurationMs(column.overlapMs)}` : ''})`;
+          }
+          io.err(`${tenant.id}/${source.id}: ok: ${note}`);
+        } catch (error) {
+          problems.push(error instanceof Error ? error.message : String(error));
+        }
+      }
+    }
+  } finally {
+    await sources.closeAll();
+  }
+  return problems;
+}
+
 export function registerConfigCheck(program: Command, io: CliIo, setExit: (code: number) => void): void {
   const config = program.command('config').description('inspect the configuration');
   config
     .command('check')
     .description('validate the configuration file, resolve every secret, and print the compiled result with secrets masked')
     .option('--json', 'print JSON instead of YAML')
-    .action(async (options: { json?: boolean }, command: Command) => {
+    .option('--sources', 'also connect to every source and check it as a run would: it exists, its key, its columns, its watermark column')
+    .action(async (options: { json?: boolean; sources?: boolean }, command: Command) => {
       const loaded = await loadFromCli(command, io);
       const { path: _path, ...rest } = loaded.unresolved;
       const masked = asWritten(maskConfig(rest));
       io.out(options.json ? JSON.stringify(masked, null, 2) : stringify(masked));
-      io.err(`Configuration ${loaded.unresolved.path} is valid; all secrets resolved.`);
+      if (!options.sources) {
+        io.err(`Configuration ${loaded.unresolved.path} is valid; all secrets resolved.`);
+        setExit(EXIT.ok);
+        return;
+      }
+      const problems = await checkSources(loaded.config, io);
+      if (problems.length > 0) {
+        io.err(`Configuration ${loaded.unresolved.path}: ${problems.length} source problem(s):`);
+        for (const p of problems) io.err(`  - ${p}`);
+        setExit(EXIT.usage);
+        return;
+      }
+      io.err(`Configuration ${loaded.unresolved.path} is valid; all secrets resolved; every source was read and fits its configuration.`);
       setExit(EXIT.ok);
     });
 }
