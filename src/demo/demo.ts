@@ -15,6 +15,7 @@ import { compileConfig } from '../config/load.ts';
 import { SecretResolver } from '../config/secrets.ts';
 import { connect } from '../dialect/connect.ts';
 import type { Db } from '../dialect/types.ts';
+import type { ConnectionConfig } from '../config/schema.ts';
 import { migrate } from '../migrations/migrate.ts';
 import { createJobQueue } from '../queue-table/queue.ts';
 import { startReceiver } from '../receiver/server.ts';
@@ -34,6 +35,11 @@ export interface DemoOptions {
   tty: boolean;
   /** Use this PostgreSQL server instead of starting an embedded one (tests). */
   postgresUrl?: string;
+  /**
+   * Build the tenants' legacy databases on this server instead (`mssql://…` for a SQL Server, or `postgres://…`): one
+   * database per tenant is created there, and dropped when the demo ends.
+   */
+  sourceUrl?: string;
 }
 
 export interface DemoResult {
@@ -48,6 +54,33 @@ function withDb(url: string, name: string): string {
   const u = new URL(url);
   u.pathname = `/${name}`;
   return u.toString();
+}
+
+/** Connections to the legacy server: its dialect, the schema its tables are in, and a connection to one database (null: the URL's own). */
+function legacyConnection(url: string): { dialect: 'postgres' | 'mssql'; schema: string; connection: (database: string | null) => ConnectionConfig } {
+  const scheme = new URL(url).protocol.replace(/:$/, '');
+  const dialect = scheme === 'mssql' || scheme === 'sqlserver' ? 'mssql' : 'postgres';
+  if (dialect === 'postgres' && scheme !== 'postgres' && scheme !== 'postgresql') {
+    throw new Error(`--source-url must be a mssql:// or postgres:// URL, not ${scheme}://`);
+  }
+  return {
+    dialect,
+    schema: dialect === 'mssql' ? 'dbo' : 'public',
+    connection: (database) =>
+      dialect === 'mssql'
+        ? { dialect: 'mssql', url: database ? withDb(url, database) : url, poolMax: 4, encrypt: true, trustServerCertificate: false, connectTimeout: 30_000, requestTimeout: 0 }
+        : { dialect: 'postgres', url: database ? withDb(url, database) : url, poolMax: 4 },
+  };
+}
+
+/** Drop a demo database; on SQL Server, other sessions are put out first (Babelfish has no ALTER DATABASE, and needs none). */
+async function dropDatabase(admin: Db, name: string): Promise<void> {
+  if (admin.dialect === 'postgres') {
+    await admin.execute(`DROP DATABASE IF EXISTS ${admin.quote(name)} WITH (FORCE)`).catch(() => {});
+    return;
+  }
+  await admin.execute(`ALTER DATABASE ${admin.quote(name)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE`).catch(() => {});
+  await admin.execute(`DROP DATABASE ${admin.quote(name)}`).catch(() => {});
 }
 
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
@@ -67,17 +100,35 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const names: Record<string, string> = { control: `demo_control_${suffix}`, receiver: `demo_receiver_${suffix}` };
     for (const t of TENANTS) names[t] = `demo_legacy_${t}_${suffix}`;
     const admin = await connect({ dialect: 'postgres', url: adminUrl, poolMax: 2 });
-    for (const name of Object.values(names)) await admin.execute(`CREATE DATABASE ${admin.quote(name)}`);
+    const here = options.sourceUrl ? [names.control!, names.receiver!] : Object.values(names);
+    for (const name of here) await admin.execute(`CREATE DATABASE ${admin.quote(name)}`);
     cleanups.push(async () => {
-      for (const name of Object.values(names)) await admin.execute(`DROP DATABASE IF EXISTS ${admin.quote(name)} WITH (FORCE)`).catch(() => {});
+      for (const name of here) await admin.execute(`DROP DATABASE IF EXISTS ${admin.quote(name)} WITH (FORCE)`).catch(() => {});
       await admin.close();
     });
+
+    // The tenants' legacy databases: on the same PostgreSQL, or on the server --source-url names.
+    const source = legacyConnection(options.sourceUrl ?? adminUrl);
+    if (options.sourceUrl) {
+      out(`Creating the tenants' legacy databases on ${source.dialect === 'mssql' ? 'SQL Server' : 'PostgreSQL'} at ${new URL(options.sourceUrl).host}…`);
+      const sourceAdmin = await connect({ ...source.connection(null), poolMax: 1 });
+      const created: string[] = [];
+      cleanups.push(async () => {
+        for (const name of created) await dropDatabase(sourceAdmin, name);
+        await sourceAdmin.close();
+      });
+      for (const t of TENANTS) {
+        await sourceAdmin.execute(`CREATE DATABASE ${sourceAdmin.quote(names[t]!)}`);
+        created.push(names[t]!);
+      }
+    }
 
     out(`Generating the legacy estate: ${TENANTS.length} tenants × ${ESTATE_TABLES.length} tables, ${options.rows.toLocaleString('en')} rows per tenant…`);
     const legacy = new Map<string, Db>();
     for (const [i, tenant] of TENANTS.entries()) {
-      const db = await connect({ dialect: 'postgres', url: withDb(adminUrl, names[tenant]!), poolMax: 4 });
+      const db = await connect(source.connection(names[tenant]!));
       legacy.set(tenant, db);
+      // Closed before its database is dropped (cleanups run in reverse).
       cleanups.push(() => db.close());
       await createEstate(db, options.rows, 17 + i);
     }
@@ -94,8 +145,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       tenants: TENANTS.map((tenant) => ({
         id: tenant,
         push: { url: receiver.url, token: tokens[tenant], maxInFlight: 4 },
-        connections: { legacy: { dialect: 'postgres', url: withDb(adminUrl!, names[tenant]!), poolMax: 4 } },
-        sources: ESTATE_TABLES.map((t) => ({ id: t.id, connection: 'legacy', table: `public.${t.id}`, every: '1h', batch: { maxRows: 5000, maxBytes: 4 * 1024 * 1024 } })),
+        connections: { legacy: source.connection(names[tenant]!) },
+        sources: ESTATE_TABLES.map((t) => ({ id: t.id, connection: 'legacy', table: `${source.schema}.${t.id}`, every: '1h', batch: { maxRows: 5000, maxBytes: 4 * 1024 * 1024 } })),
       })),
     };
     const configPath = path.join(dir, 'cdc-agent.yaml');

@@ -11,7 +11,8 @@ export function registerDemo(program: Command, io: CliIo, setExit: (code: number
     .option('--change <fraction>', 'share of rows changed before the incremental sync', fraction, 0.01)
     .option('--keep', 'leave the databases, receiver and agent running and print how to try status/plan/sync')
     .option('--postgres-url <url>', 'use this PostgreSQL server instead of starting an embedded one')
-    .action(async (options: { rows: number; change: number; keep?: boolean; postgresUrl?: string }) => {
+    .option('--source-url <url>', "build the tenants' legacy databases on this server (mssql://user:password@host:1433/master?encrypt=false, or postgres://…); they are dropped at the end")
+    .action(async (options: { rows: number; change: number; keep?: boolean; postgresUrl?: string; sourceUrl?: string }) => {
       const { rows, change } = options;
       const { runDemo } = await import('../../demo/demo.ts');
       const result = await runDemo({
@@ -21,6 +22,7 @@ export function registerDemo(program: Command, io: CliIo, setExit: (code: number
         out: (line) => io.err(line),
         tty: Boolean(process.stderr.isTTY),
         ...(options.postgresUrl ? { postgresUrl: options.postgresUrl } : {}),
+        ...(options.sourceUrl ? { sourceUrl: options.sourceUrl } : {}),
       });
       io.out(formatTable(result.rows));
       io.out(result.ok ? 'Every dataset at the receiver equals its source ✓' : 'VERIFICATION FAILED ✗ (see above)');
