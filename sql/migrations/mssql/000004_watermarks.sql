@@ -20,5 +20,8 @@ CREATE TABLE dbo.cdc_watermarks (
 );
 GO
 
--- Which kind of read each run was (full, watermark, keydiff) and why.
-ALTER TABLE dbo.cdc_runs ADD run_type nvarchar(16) NULL, run_reason nvarchar(400) NULL;
+-- Which kind of read each run was (full, watermark, keydiff) and why. One column per ALTER: Babelfish refuses
+-- the list form of ADD.
+ALTER TABLE dbo.cdc_runs ADD run_type nvarchar(16) NULL;
+GO
+ALTER TABLE dbo.cdc_runs ADD run_reason nvarchar(400) NULL;
