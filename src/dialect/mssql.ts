@@ -199,8 +199,16 @@ function fromLanded(column: ColumnSpec, dialectType: string): string {
 }
 
 /** Cell → value tedious writes exactly for the bulk column type chosen above. */
-function bulkValue(cell: Cell, type: ColumnType): unknown {
+function bulkValue(cell: Cell, type: ColumnType, column: string): unknown {
   if (cell === null) return null;
+  // SQL Server's float and real hold no NaN or infinity (a PostgreSQL source can): refused here, by column, before
+  // the bulk load, which would otherwise fail without a word about which value (Babelfish drops the connection).
+  if (typeof cell === 'number' && !Number.isFinite(cell) && (type.kind === 'float64' || type.kind === 'float32')) {
+    throw new PermanentError(
+      `column ${JSON.stringify(column)} holds ${String(cell)}, which SQL Server's ${type.kind === 'float64' ? 'float' : 'real'} cannot hold; ` +
+        'render it in a query source (e.g. CASE WHEN col = \'NaN\' THEN NULL ELSE col END) or use a PostgreSQL control database.',
+    );
+  }
   if (landsAsText(type)) {
     const text = String(cell);
     // style 121 wants a space between date and time, and a space before an offset
@@ -404,7 +412,7 @@ export class MssqlDb extends MssqlQueryable implements Db {
         chunk = this.newBulkTable(target, columns);
       };
       for await (const row of rows) {
-        chunk.rows.add(...(row.map((cell, i) => bulkValue(cell, columns[i]!.type)) as Parameters<typeof chunk.rows.add>));
+        chunk.rows.add(...(row.map((cell, i) => bulkValue(cell, columns[i]!.type, columns[i]!.name)) as Parameters<typeof chunk.rows.add>));
         if (chunk.rows.length >= BULK_CHUNK_ROWS) await flush();
       }
       await flush();

@@ -5,7 +5,7 @@ import { encodeChange, frameBatch } from '../../src/contract/wire.ts';
 import { frameBatchBytes } from '../../src/push/push.ts';
 import type { SourceSchema } from '../../src/snapshot/schema.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
-import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
+import { babelfishGap, createTestDatabase, describeEachDialect, itUnless, type TestDatabase } from '../support/databases.ts';
 import { createSourceTables, fillChanges, setUpControl } from '../push/support.ts';
 import { EVERY_TYPE_COLUMNS } from '../support/every-type.ts';
 
@@ -40,7 +40,7 @@ const FLOATS = [
   NaN, Infinity, -Infinity,
 ];
 
-const ROWS: Cell[][] = [
+const ALL_ROWS: Cell[][] = [
   [
     1, true, -32768, 9223372036854775807n, '9999999999999999999999999999.9999999999', 1.7976931348623157e308, Math.fround(3.4028234e38),
     'plain', 'x'.repeat(100_000), Buffer.alloc(70_000, 0xab), '123e4567-e89b-12d3-a456-426614174000', '2024-02-29',
@@ -62,9 +62,14 @@ const ROWS: Cell[][] = [
 /** Keys deleted: their rows carry only the key. */
 const DELETED = new Set([4, 12]);
 
+/** A float column holding NaN or an infinity, which SQL Server's float and real cannot hold. */
+const nonFinite = (row: Cell[]) => [col('ratio'), col('ratio32')].some((i) => typeof row[i] === 'number' && !Number.isFinite(row[i]));
+
 describeEachDialect('change entries rendered in SQL equal the Node encoding', (dialect) => {
   let t: TestDatabase;
   const changes = sourceTables('acme', 'every').changes;
+  // A SQL Server control database holds every row but those (their refusal is tested below).
+  const ROWS = dialect === 'mssql' ? ALL_ROWS.filter((row) => !nonFinite(row)) : ALL_ROWS;
   beforeAll(async () => {
     t = await createTestDatabase(dialect, 'render');
     await setUpControl(t.db);
@@ -82,7 +87,10 @@ describeEachDialect('change entries rendered in SQL equal the Node encoding', (d
       .map((row) => encodeChange(DELETED.has(row[0] as number) ? 'D' : 'U', row, COLUMNS, keyIndexes(SCHEMA)));
   }
 
-  it('readChanges yields exactly the bytes encodeChange gives for the every-type rows (whichever encoder the dialect uses)', async () => {
+  // Babelfish keeps datetime2(7) at 6 digits, so the fixture's 7th digits do not come back there.
+  const exact = itUnless(babelfishGap(dialect, 'datetime2-7'));
+
+  exact('readChanges yields exactly the bytes encodeChange gives for the every-type rows (whichever encoder the dialect uses)', async () => {
     const entries: string[] = [];
     for await (const c of readChanges(t.db, changes, SCHEMA)) entries.push(c.entry);
     expect(entries).toEqual(expected());
@@ -110,7 +118,7 @@ describeEachDialect('change entries rendered in SQL equal the Node encoding', (d
     expect(sizes).toEqual(all.map((e) => Buffer.byteLength(e, 'utf8')));
   });
 
-  it('readChangeBytes yields the same entries as UTF-8 bytes (both encoders, a range too), and frameBatchBytes frames them exactly as frameBatch', async () => {
+  exact('readChangeBytes yields the same entries as UTF-8 bytes (both encoders, a range too), and frameBatchBytes frames them exactly as frameBatch', async () => {
     const all = expected();
     for (const encoder of ['node', await changeEncoder(t.db)] as const) {
       const bytes: Array<{ seq: bigint; op: string; entry: Buffer }> = [];
@@ -125,4 +133,16 @@ describeEachDialect('change entries rendered in SQL equal the Node encoding', (d
       expect(frameBatchBytes({ ...header, part: undefined }, [])).toEqual(Buffer.from(frameBatch({ runId: 'r1', mode: 'initial', batch: 3, schemaJson: '{"version":"x"}' }, []), 'utf8'));
     }
   });
+
+  if (dialect === 'mssql') {
+    it('NaN and the infinities, which SQL Server float and real cannot hold, are refused before the bulk load, naming the column', async () => {
+      for (const row of ALL_ROWS.filter(nonFinite)) {
+        const refused = fillChanges(t.db, 'acme', 'every', [{ op: 'U', row }], SCHEMA);
+        await expect(refused).rejects.toThrow(/column "ratio(32)?" holds (NaN|Infinity|-Infinity), which SQL Server's (float|real) cannot hold; render it in a query source/);
+      }
+      // the connection is still good, and nothing of the refused loads landed (the helper empties the table first)
+      const [held] = await t.db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${t.db.table(changes)}`);
+      expect(Number(held!.n)).toBe(0);
+    });
+  }
 });
