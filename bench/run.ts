@@ -7,7 +7,9 @@ import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 
 const dir = fileURLToPath(new URL('.', import.meta.url));
-const available = (await readdir(dir)).filter((f) => f.endsWith('.ts') && !['run.ts', 'support.ts'].includes(f)).map((f) => f.slice(0, -3));
+// Not benchmarks: this dispatcher, the shared plumbing, the CPU samplers, the profile reader and the sink receiver.
+const helpers = ['run.ts', 'support.ts', 'cpu.ts', 'cpuprofile.ts', 'sink.ts'];
+const available = (await readdir(dir)).filter((f) => f.endsWith('.ts') && !helpers.includes(f)).map((f) => f.slice(0, -3));
 const argv = process.argv.slice(2);
 const [name, ...args] = argv.length === 0 || argv[0]!.startsWith('--') ? ['onboard', ...argv] : argv;
 if (!name || !available.includes(name)) {

@@ -9,6 +9,8 @@ import { startEmbeddedPostgres } from '../src/demo/embedded-postgres.ts';
 export interface BenchServer {
   /** URL of a fresh database created for this benchmark. */
   url: string;
+  /** A further fresh database on the same server (a source kept apart from the control database), dropped by close. */
+  createDatabase(suffix: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -25,14 +27,27 @@ export async function benchDatabase(label: string): Promise<BenchServer> {
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
+  const urlOf = (database: string) => {
+    const url = new URL(adminUrl!);
+    url.pathname = `/${database}`;
+    return url.toString();
+  };
+  const names = [name];
   return {
-    url: url.toString(),
+    url: urlOf(name),
+    async createDatabase(suffix: string) {
+      const extra = `${name}_${suffix}`;
+      const client = new pg.Client({ connectionString: adminUrl });
+      await client.connect();
+      await client.query(`CREATE DATABASE ${extra}`);
+      await client.end();
+      names.push(extra);
+      return urlOf(extra);
+    },
     async close() {
       const again = new pg.Client({ connectionString: adminUrl });
       await again.connect();
-      await again.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      for (const db of names) await again.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
       await again.end();
       await stopServer();
     },
@@ -112,4 +127,50 @@ export async function startChild(args: string[]): Promise<{ child: ChildProcess;
     }
   }
   throw new Error(`child exited before listening: ${text}`);
+}
+
+/** Stop a child process (SIGTERM) and wait for it to exit. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+}
+
+/** One line of the agent's JSON log (pino). */
+export type LogLine = Record<string, unknown> & { level: number; msg: string; time: string };
+
+export interface AgentProcess {
+  child: ChildProcess;
+  pid: number;
+  /** Every log line so far, parsed (the bench reads the per-phase `ms` of each run's lines). */
+  lines: LogLine[];
+}
+
+/**
+ * `cdc-agent --config <path> run --no-schedule` in its own process (its RSS and CPU its own), its log read as JSON
+ * from stderr: warnings and errors are shown, every line is kept for the figures. `execArgv` goes before the
+ * script (`--cpu-prof`, `--max-old-space-size`).
+ */
+export function startAgent(configPath: string, execArgv: string[] = []): AgentProcess {
+  const child = spawn(process.execPath, [...execArgv, 'bin/cdc-agent.js', '--config', configPath, 'run', '--no-schedule', '--health-host', '127.0.0.1'], {
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  const lines: LogLine[] = [];
+  let rest = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    const text = rest + chunk.toString('utf8');
+    const parts = text.split('\n');
+    rest = parts.pop() ?? '';
+    for (const part of parts) {
+      if (!part.trim()) continue;
+      try {
+        const line = JSON.parse(part) as LogLine;
+        lines.push(line);
+        if (line.level >= 40) process.stderr.write(`agent: ${part}\n`);
+      } catch {
+        process.stderr.write(`agent: ${part}\n`);
+      }
+    }
+  });
+  return { child, pid: child.pid!, lines };
 }
