@@ -3,11 +3,15 @@
  * reference receiver: `verify` finds what a receiver lost or changed, `resync` re-sends it, a receiver's
  * mismatch makes the run unreconciled and enqueues one resync, and run modes say what a run is.
  */
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, expect, it, vi } from 'vitest';
 import type { SourceVerification, VerifyReport } from '../../src/agent/verify.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { describeEachDialect } from '../support/databases.ts';
 import { allOk, Estate, type EstateOptions } from '../support/estate.ts';
+
+// Each test is a whole operator session of CLI processes; on a SQL Server control database (Babelfish here) the first
+// one took 60 s of the default timeout.
+vi.setConfig({ testTimeout: 240_000 });
 
 let estate: Estate | undefined;
 afterEach(async () => {

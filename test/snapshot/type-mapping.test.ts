@@ -158,6 +158,24 @@ describeEachPair('native source types', (sourceDialect, controlDialect) => {
       });
     });
 
+    it('a PostgreSQL varchar(n) full of characters outside the BMP fits: it is carried as string(2n), on SQL Server nvarchar(2n), which n such characters fill', async () => {
+      const db = source.db;
+      await db.execute(`CREATE TABLE astral (id int PRIMARY KEY, v varchar(4), c char(2))`);
+      await db.execute(`INSERT INTO astral VALUES (1, '🦄🦄🦄🦄', '🦄🦄'), (2, 'abcd', 'é')`);
+      const run = await runOnce(db, control.db, 'astral', sourceConfig('astral', { table: 'astral' }));
+      expect(run.schema.columns.map((c) => [c.name, c.type])).toEqual([
+        ['id', { kind: 'int32' }],
+        ['v', { kind: 'string', maxLength: 8 }],
+        ['c', { kind: 'string', maxLength: 4 }],
+      ]);
+      expect(run.changes.map((c) => c.row)).toEqual([
+        [1, '🦄🦄🦄🦄', '🦄🦄'],
+        [2, 'abcd', 'é '],
+      ]);
+      await acknowledge(control.db, 'astral', 'astral', run.schema);
+      expect((await runOnce(db, control.db, 'astral', sourceConfig('astral', { table: 'astral' }))).changes).toEqual([]);
+    });
+
     it('PostgreSQL dates and timestamps: years 0001 and 9999 are carried; infinity, BC and year 10000 fail the run naming the column', async () => {
       const db = source.db;
       await db.execute(`CREATE TABLE spans (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz)`);
