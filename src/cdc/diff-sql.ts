@@ -76,6 +76,11 @@ export interface DiffSql {
    * own memory grants.
    */
   settings: readonly string[];
+  /**
+   * Further settings for a watermark run's delta fill (`delta` without keys) when the snapshot holds few rows: probe
+   * staging by its primary key per snapshot row instead of hashing and scanning all of staging.
+   */
+  smallDeltaSettings?: readonly string[];
 }
 
 /**

@@ -28,6 +28,9 @@ export const SPLIT_FILL_ROWS = 50_000;
  */
 export const DIFF_PART_ROWS = 1_000_000;
 
+/** Up to this many rows read past a watermark, the delta diff probes staging by key instead of scanning it. */
+export const SMALL_DELTA_ROWS = 100_000;
+
 function diffSql(db: Db): DiffSql {
   return db.dialect === 'postgres' ? postgresDiff : mssqlDiff;
 }
@@ -133,7 +136,17 @@ export async function computeDiff(args: {
 
   if (args.scope === 'delta' || args.scope === 'keydiff') {
     await failOnBadKey();
-    await fillOne(sql.delta(db, tables, schema, args.scope === 'keydiff' ? sourceKeysTable(tenant, source.id) : null, entry));
+    const keys = args.scope === 'keydiff' ? sourceKeysTable(tenant, source.id) : null;
+    // A small delta probes staging by key (the dialect's settings for it); a keydiff's anti-joins over every key stay hashed.
+    let extra: readonly string[] = [];
+    if (!keys && sql.smallDeltaSettings) {
+      const [counted] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.snapshot)}`);
+      if (Number(counted?.n ?? 0) <= SMALL_DELTA_ROWS) extra = sql.smallDeltaSettings;
+    }
+    await db.transaction(async (tx) => {
+      for (const setting of [...sql.settings, ...extra]) await tx.execute(setting);
+      await tx.execute(sql.delta(db, tables, schema, keys, entry));
+    });
     return countChanges();
   }
 
