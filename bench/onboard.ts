@@ -1,25 +1,28 @@
 /**
- * `npm run bench` (or `npm run bench -- onboard [--tables 12] [--rows 1000000] [--concurrency 2] [--in-flight 4]
- * [--agent-heap MB] [--profile] [--sources]`):
- * the mission-scale benchmark (issue 10). One PostgreSQL database holds a generated source estate (`--tables`
- * tables × `--rows` rows × 10 business columns), the agent's control tables and the reference receiver's
- * tables; on this one machine it measures
+ * `npm run bench` (or `npm run bench -- onboard [--receiver sink|reference|both] [--tables 12] [--rows 1000000]
+ * [--concurrency 2] [--in-flight 4] [--agent-heap MB] [--profile] [--sources]`):
+ * the mission-scale benchmark (issues 10 and 20). One PostgreSQL database holds a generated source estate
+ * (`--tables` tables × `--rows` rows × 10 business columns); on this one machine it measures
  *   1. the raw limits: `COPY … TO STDOUT` of every table, `COPY … FROM STDIN` of the same rows into an unlogged
  *      table without index, and loopback HTTP of the same JSON payloads (as the agent frames and gzips them) to
  *      a bare Node server that gunzips and parses them;
- *   2. onboarding end to end: an in-process AgentDaemon (as `cdc-agent run` would) syncs every table into the
- *      reference receiver, which runs as a child process so its CPU is measurable and the agent's RSS is its own;
+ *   then for each receiver (`--receiver`, default both: the sink, then the reference), with a control database
+ *   of its own (the reference receiver's tables in it too) and the agent (`cdc-agent run`, own process):
+ *   2. onboarding end to end into the receiver (bench/sink.ts, storing nothing, or `cdc-agent receiver`, each
+ *      its own process so that its CPU is measurable and the agent's RSS is its own);
  *   3. an incremental sync after changing 1 % of every table (0.5 % updates, 0.25 % inserts, 0.25 % deletes);
  *   4. a sync with no changes.
- * Each sync is checked: every job succeeds and the receiver reconciles every run (rows held = source rows).
+ * Each sync is checked: every job succeeds and reconciles (the reference: rows held = source rows; the sink:
+ * counts, and none of its completions a mismatch). CPU is sampled every 100 ms (bench/cpu.ts): the agent
+ * process, its control-database backends and its source-database backends (the agent side), the receiver
+ * process and its database backends (the receiver side), charged to the phase each running job was in (split
+ * evenly between two jobs in different phases), and the backends' CPU also to the statements they ran.
  * The agent and the receiver run from a fresh `npm run build` (dist/), as in the container image; `--sources`
  * runs them from the TypeScript sources instead. It prints a table and writes .tmp/bench-onboard.json.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { readFile, readdir } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { writeFile, mkdir } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
 import { stringify } from 'yaml';
 import { followJobs, type Followed } from '../src/agent/progress.ts';
 import { entrySql } from '../src/batching/render-postgres.ts';
@@ -33,95 +36,15 @@ import { createPushClient } from '../src/push/client.ts';
 import { frameBatch, wireSchema } from '../src/contract/wire.ts';
 import { createJobQueue, type JobQueue } from '../src/queue-table/queue.ts';
 import { introspectSource } from '../src/snapshot/introspect.ts';
-import { benchDatabase, chooseAgentBuild, report, BARE_SERVER, option, startChild } from './support.ts';
+import { cpuSeconds, loadAverage, postmasterOf, rssOf, sampleCpu, serverCpuSeconds } from './cpu.ts';
+import { monotonicUs, newestProfile, profileByWindow } from './cpuprofile.ts';
+import { benchDatabase, chooseAgentBuild, report, BARE_SERVER, option, startAgent, startChild, stopChild } from './support.ts';
 
 const TENANT = 'bench';
 const TOKEN = 'bench-token';
 const MAX_ROWS = 5_000;
 const MAX_BYTES = 4 * 1024 * 1024;
-
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill('SIGTERM');
-  await once(child, 'exit');
-}
-
-/**
- * CPU seconds in a /proc/<pid>/stat line (Linux): user + system, plus, with `reaped`, what the process's
- * exited children used (a server's ended backends).
- */
-function statCpuSeconds(stat: string, reaped = false): number {
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) / 100;
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-async function cpuSeconds(pid: number): Promise<number> {
-  return statCpuSeconds(await readFile(`/proc/${pid}/stat`, 'utf8'));
-}
-
-/**
- * CPU seconds used so far by every PostgreSQL process on this machine (the server is local in every benchmark
- * run: the postmaster, its backends and background workers, plus what it has reaped of exited backends).
- */
-async function postgresCpuSeconds(): Promise<number> {
-  let total = 0;
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    if (stat.includes('(postgres)')) total += statCpuSeconds(stat, true);
-  }
-  return total;
-}
-
-/**
- * PostgreSQL CPU seconds by who caused them, sampled every second while a phase runs: each backend's CPU (from
- * /proc) is charged to its session's application_name (the agent's 'cdc-sync-agent', the receiver's
- * 'cdc-receiver'), autovacuum workers to 'autovacuum', the checkpointer, WAL writer and other background
- * processes to 'background'. CPU of a backend that exits between two samples is lost (< 1 s of it).
- */
-function postgresCpuBreakdown(db: Db): { stop(): Promise<Record<string, number>> } {
-  const last = new Map<number, number>();
-  const byWho: Record<string, number> = {};
-  let stopped = false;
-  const sample = async () => {
-    const sessions = await db.query<{ pid: number; who: string }>(
-      `SELECT pid, CASE WHEN backend_type = 'client backend' THEN COALESCE(NULLIF(application_name, ''), 'other')
-                        WHEN backend_type LIKE 'autovacuum%' THEN 'autovacuum' ELSE 'background' END AS who
-         FROM pg_stat_activity`,
-    );
-    for (const { pid, who } of sessions) {
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-      if (!stat) continue;
-      const cpu = statCpuSeconds(stat);
-      const before = last.get(pid);
-      last.set(pid, cpu);
-      if (before !== undefined) byWho[who] = (byWho[who] ?? 0) + (cpu - before);
-    }
-  };
-  const loop = (async () => {
-    await sample();
-    while (!stopped) {
-      await new Promise((r) => setTimeout(r, 1000));
-      await sample();
-    }
-  })();
-  return {
-    async stop() {
-      stopped = true;
-      await loop;
-      return Object.fromEntries(Object.entries(byWho).map(([k, v]) => [k, Math.round(v * 10) / 10]));
-    },
-  };
-}
-
-/** Resident set size of a process in bytes, from /proc (Linux). */
-async function rssOf(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const m = /VmRSS:\s+(\d+) kB/.exec(status);
-  return m ? Number(m[1]) * 1024 : 0;
-}
+const PHASES = ['snapshot', 'diff', 'batch', 'push', 'between jobs'] as const;
 
 /** Wall time of `fn` and the peak RSS of process `pid` (the agent) meanwhile, sampled every 50 ms. */
 async function measured<T>(fn: () => Promise<T>, pid: number = process.pid): Promise<{ result: T; seconds: number; peakRssMb: number }> {
@@ -144,18 +67,32 @@ async function fill(db: Db, table: string, from: number, to: number): Promise<vo
     FROM generate_series(${from}, ${to}) AS i`);
 }
 
+type Receiver = 'sink' | 'reference';
+
+function receiversOf(args: string[]): Receiver[] {
+  const i = args.indexOf('--receiver');
+  const v = i >= 0 ? args[i + 1] : 'both';
+  if (v === 'both') return ['sink', 'reference'];
+  if (v === 'sink' || v === 'reference') return [v];
+  throw new Error(`--receiver is sink, reference or both, not ${v}`);
+}
+
 export async function run(args: string[]): Promise<void> {
   const tables = option(args, '--tables', 12);
   const rows = option(args, '--rows', 1_000_000);
   const concurrency = option(args, '--concurrency', 2);
   const inFlight = option(args, '--in-flight', 4);
+  const receivers = receiversOf(args);
   const build = await chooseAgentBuild(args);
   const server = await benchDatabase('onboard');
+  const sourceDbName = new URL(server.url).pathname.slice(1);
   // The harness's own sessions (generation, raw limits, job polling) are told apart from the agent's.
-  const harness = () => connect({ dialect: 'postgres', url: withApplicationName(server.url, 'cdc-bench'), poolMax: 4 });
-  let db = await harness();
+  const harness = (url: string) => connect({ dialect: 'postgres', url: withApplicationName(url, 'cdc-bench'), poolMax: 4 });
+  let db = await harness(server.url);
   const children: ChildProcess[] = [];
-  const cleanups: Array<() => Promise<unknown>> = [];
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  const figures: Array<Record<string, string | number>> = [];
+  const details: Record<string, unknown> = {};
   try {
     console.log(`generating ${tables} tables × ${rows.toLocaleString('en')} rows…`);
     const names = Array.from({ length: tables }, (_, i) => tableName(i));
@@ -167,10 +104,10 @@ export async function run(args: string[]): Promise<void> {
     }
     await db.execute('VACUUM ANALYZE');
     const total = tables * rows;
-    const r2 = (x: number) => Math.round(x * 100) / 100;
+    const perM = (cpu: number) => r2(cpu / (total / 1e6));
 
     // 1. Raw limits.
-    console.log('raw limits…');
+    console.log(`raw limits… (load average ${await loadAverage()})`);
     const copyOut = await measured(async () => {
       let bytes = 0;
       for (const name of names) for await (const chunk of await db.copyOut!(`COPY ${name} TO STDOUT`)) bytes += (chunk as Buffer).length;
@@ -224,124 +161,199 @@ export async function run(args: string[]): Promise<void> {
     });
     const bareCpu = (await cpuSeconds(bare.child.pid!)) - bareCpu0;
     client.close();
-    await stop(bare.child);
-
-    // The harness's backends end here, not during a measured phase: the postmaster adds an exited backend's whole
-    // CPU (the generation's and raw limits' included) to its reaped total, which would charge it to that phase.
-    await db.close();
-    db = await harness();
-    for (let i = 0; i < 50; i++) {
-      const [{ n }] = (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'cdc-bench' AND pid <> pg_backend_pid()`)) as [{ n: number }];
-      if (n === 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-
-    // 2–4. The agent against the reference receiver.
-    const rx = await startChild(['bin/cdc-agent.js', 'receiver', '--port', '0', '--db', server.url, '--token', `${TENANT}=${TOKEN}`]);
-    children.push(rx.child);
-    const rawConfig = {
-      control: { dialect: 'postgres', url: server.url, poolMax: 12 },
-      worker: { concurrency, leaseSeconds: 60, pollInterval: '100ms', healthPort: 0 },
-      telemetry: { logLevel: process.env.CDC_BENCH_LOG ?? 'warn' },
-      tenants: [
-        {
-          id: TENANT,
-          push: { url: rx.url, token: TOKEN, maxInFlight: inFlight },
-          connections: { legacy: { dialect: 'postgres', url: server.url, poolMax: 4 } },
-          sources: names.map((name) => ({ id: name, connection: 'legacy', table: `public.${name}`, every: '24h', batch: { maxRows: MAX_ROWS, maxBytes: MAX_BYTES } })),
-        },
-      ],
-    };
-    await mkdir('.tmp', { recursive: true });
-    const configPath = '.tmp/bench-onboard.yaml';
-    await writeFile(configPath, stringify(rawConfig));
-    await migrate(db);
-    const queue: JobQueue = createJobQueue(db);
-    // The agent is `cdc-agent run` in its own process, so that its RSS is its own; --profile adds --cpu-prof.
-    const profile = args.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=.tmp/prof'] : [];
-    // --agent-heap MB: cap the agent's V8 old space (as a container's NODE_OPTIONS would).
-    const heap = option(args, '--agent-heap', 0);
-    if (heap > 0) profile.push(`--max-old-space-size=${heap}`);
-    const agent = spawn(process.execPath, [...profile, 'bin/cdc-agent.js', '--config', configPath, 'run', '--no-schedule', '--health-host', '127.0.0.1'], { stdio: ['ignore', 'inherit', 'inherit'] });
-    children.push(agent);
-    cleanups.push(() => stop(agent));
-
-    const sync = async (kind: 'initial' | 'incremental') => {
-      const cpu0 = await cpuSeconds(rx.child.pid!);
-      const agentCpu0 = await cpuSeconds(agent.pid!);
-      const pgCpu0 = await postgresCpuSeconds();
-      const breakdown = postgresCpuBreakdown(db);
-      const [{ at }] = (await db.query<{ at: string }>('SELECT now()::text AS at')) as [{ at: string }];
-      const m = await measured(async () => {
-        const followed: Followed[] = [];
-        for (const name of names) {
-          const r = await queue.enqueue({ tenant: TENANT, source: name, kind, priority: kind === 'initial' ? 100 : 0 });
-          followed.push({ tenant: TENANT, source: name, jobId: (r.jobId ?? r.existingJobId)! });
-        }
-        return followJobs(queue, followed, { tty: false, write: () => {}, pollMs: 50 });
-      }, agent.pid);
-      const cpu = (await cpuSeconds(rx.child.pid!)) - cpu0;
-      const agentCpu = (await cpuSeconds(agent.pid!)) - agentCpu0;
-      const postgresCpu = (await postgresCpuSeconds()) - pgCpu0;
-      const postgresBy = await breakdown.stop();
-      console.log(`PostgreSQL CPU s during ${kind} sync by session: ${JSON.stringify(postgresBy)}`);
-      if (m.result.failed.length > 0) throw new Error(`sync failed: ${JSON.stringify(m.result.failed)}`);
-      const bad = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM rx_runs WHERE problems IS NOT NULL OR rows_held <> source_rows`);
-      if (Number(bad[0]!.n) > 0) throw new Error(`receiver did not reconcile ${bad[0]!.n} runs`);
-      const counts = await db.query<{ u: string; d: string }>(
-        `SELECT coalesce(sum(upserts), 0)::text AS u, coalesce(sum(deletes), 0)::text AS d FROM cdc_runs WHERE status = 'succeeded' AND started_at >= $1::timestamptz`,
-        [at],
-      );
-      return { ...m, receiverCpu: cpu, agentCpu, postgresCpu, postgresBy, upserts: Number(counts[0]!.u), deletes: Number(counts[0]!.d) };
-    };
-
-    await new Promise((r) => setTimeout(r, 3000));
-    const idleRssMb = Math.round((await rssOf(agent.pid!)) / 1024 / 1024);
-    console.log(`agent idle RSS ${idleRssMb} MB; onboarding…`);
-    const onboard = await sync('initial');
-    console.log(`onboarding: ${r2(onboard.seconds)} s; changing 1 % of every table…`);
-    for (const name of names) {
-      await db.execute(`UPDATE ${name} SET c4 = c4 || ' changed', c8 = c8 + 1 WHERE id % 200 = 0`);
-      await db.execute(`DELETE FROM ${name} WHERE id % 400 = 1`);
-      await fill(db, name, rows + 1, rows + Math.floor(rows / 400));
-    }
-    await db.execute('ANALYZE');
-    const incremental = await sync('incremental');
-    console.log(`incremental: ${r2(incremental.seconds)} s; syncing again with no change…`);
-    const noChange = await sync('incremental');
-
-    const perTable = (s: number) => r2(s / tables);
-    const figures: Array<Record<string, string | number>> = [
-      { phase: 'raw COPY TO STDOUT', rows: total, seconds: r2(copyOut.seconds), 'rows/s': Math.round(total / copyOut.seconds), 's per table': perTable(copyOut.seconds), 'vs raw': '', 'agent peak RSS MB': '', 'receiver CPU s': '', note: `${Math.round(copyOut.result / 1e6)} MB text` },
-      { phase: 'raw COPY FROM STDIN (unlogged, no index)', rows: total, seconds: r2(copyIn.seconds), 'rows/s': Math.round(total / copyIn.seconds), 's per table': perTable(copyIn.seconds), 'vs raw': '', 'agent peak RSS MB': '', 'receiver CPU s': '', note: 'binary COPY piped table → table' },
-      { phase: 'raw loopback HTTP (bare Node server parses)', rows: loopback.result, seconds: r2(loopback.seconds), 'rows/s': Math.round(loopback.result / loopback.seconds), 's per table': perTable(loopback.seconds), 'vs raw': '', 'agent peak RSS MB': '', 'receiver CPU s': r2(bareCpu), note: `${payloads.length} payloads of ${MAX_ROWS} rows, gzip, ${inFlight} in flight` },
-    ];
+    await stopChild(bare.child);
     const rawSum = copyOut.seconds + copyIn.seconds + loopback.seconds;
-    for (const [phase, m, note] of [
-      ['onboarding (snapshot → diff → batch → push)', onboard, `${onboard.upserts} U; agent RSS before: ${idleRssMb} MB`],
-      ['incremental sync, 1 % changed', incremental, `${incremental.upserts} U / ${incremental.deletes} D`],
-      ['no-change sync', noChange, `${noChange.upserts} U / ${noChange.deletes} D`],
-    ] as const) {
-      figures.push({
-        phase,
-        rows: total,
-        seconds: r2(m.seconds),
-        'rows/s': Math.round(total / m.seconds),
-        's per table': perTable(m.seconds),
-        'vs raw': r2(m.seconds / rawSum),
-        'agent peak RSS MB': m.peakRssMb,
-        'receiver CPU s': r2(m.receiverCpu),
-        'agent CPU s': r2(m.agentCpu),
-        'PostgreSQL CPU s': r2(m.postgresCpu),
-        'PostgreSQL CPU s by session': JSON.stringify(m.postgresBy),
-        note,
-      });
+    figures.push(
+      { receiver: '', phase: 'raw COPY TO STDOUT', rows: total, seconds: r2(copyOut.seconds), 's per table': r2(copyOut.seconds / tables), note: `${Math.round(copyOut.result / 1e6)} MB text` },
+      { receiver: '', phase: 'raw COPY FROM STDIN (unlogged, no index)', rows: total, seconds: r2(copyIn.seconds), 's per table': r2(copyIn.seconds / tables), note: 'binary COPY piped table → table' },
+      {
+        receiver: 'bare server',
+        phase: 'raw loopback HTTP (bare Node server parses)',
+        rows: loopback.result,
+        seconds: r2(loopback.seconds),
+        's per table': r2(loopback.seconds / tables),
+        'receiver CPU s per 1M': r2(bareCpu / (loopback.result / 1e6)),
+        note: `${payloads.length} payloads of ${MAX_ROWS} rows, gzip, ${inFlight} in flight; bare server ${r2(bareCpu)} CPU-s`,
+      },
+    );
+
+    // The harness's backends end here, not during a measured phase (a backend's CPU is sampled while it lives).
+    await db.close();
+    db = await harness(server.url);
+    const postmaster = await postmasterOf(db);
+    let nextId = rows + 1;
+
+    for (const [pass, receiver] of receivers.entries()) {
+      console.log(`— receiver: ${receiver} —`);
+      // A control database of its own per receiver: the second onboarding starts from nothing, as the first.
+      const controlUrl = await server.createDatabase(`ctl_${receiver}`);
+      const controlDbName = new URL(controlUrl).pathname.slice(1);
+      const ctl = await harness(controlUrl);
+      await migrate(ctl);
+      const queue: JobQueue = createJobQueue(ctl);
+      const rx =
+        receiver === 'sink'
+          ? await startChild(['bench/sink.ts', '--port', '0', '--token', `${TENANT}=${TOKEN}`])
+          : await startChild(['bin/cdc-agent.js', 'receiver', '--port', '0', '--db', controlUrl, '--token', `${TENANT}=${TOKEN}`]);
+      children.push(rx.child);
+      const rawConfig = {
+        control: { dialect: 'postgres', url: controlUrl, poolMax: 12 },
+        worker: { concurrency, leaseSeconds: 60, pollInterval: '100ms', healthPort: 0 },
+        telemetry: { logLevel: process.env.CDC_BENCH_LOG ?? 'warn' },
+        tenants: [
+          {
+            id: TENANT,
+            push: { url: rx.url, token: TOKEN, maxInFlight: inFlight },
+            connections: { legacy: { dialect: 'postgres', url: server.url, poolMax: 4 } },
+            sources: names.map((name) => ({ id: name, connection: 'legacy', table: `public.${name}`, every: '24h', batch: { maxRows: MAX_ROWS, maxBytes: MAX_BYTES } })),
+          },
+        ],
+      };
+      await mkdir('.tmp', { recursive: true });
+      const configPath = `.tmp/bench-onboard-${receiver}.yaml`;
+      await writeFile(configPath, stringify(rawConfig));
+      // --profile adds --cpu-prof; --agent-heap MB caps the agent's V8 old space (as a container's NODE_OPTIONS would).
+      const execArgv = args.includes('--profile') ? ['--cpu-prof', '--cpu-prof-dir=.tmp/prof'] : [];
+      const heap = option(args, '--agent-heap', 0);
+      if (heap > 0) execArgv.push(`--max-old-space-size=${heap}`);
+      const agentStarted = Date.now();
+      const agent = startAgent(configPath, execArgv);
+      children.push(agent.child);
+
+      const group = (s: { database: string | null; application: string; backendType: string }) => {
+        if (s.application === 'cdc-bench') return null;
+        if (s.database === sourceDbName) return 'source db';
+        if (s.database === controlDbName) return s.application === 'cdc-receiver' ? 'receiver db' : s.application === 'cdc-sync-agent' ? 'agent db' : null;
+        return null;
+      };
+      const sync = async (kind: 'initial' | 'incremental') => {
+        const load = await loadAverage();
+        const server0 = await serverCpuSeconds(postmaster);
+        const sampler = sampleCpu(ctl, {
+          processes: { agent: agent.pid, receiver: rx.child.pid! },
+          group,
+          phases: async () => (await ctl.query<{ phase: string }>(`SELECT phase FROM cdc_runs WHERE status = 'running'`)).map((r) => r.phase),
+          statements: ['agent db', 'source db', 'receiver db'],
+        });
+        const [{ at }] = (await ctl.query<{ at: string }>('SELECT now()::text AS at')) as [{ at: string }];
+        const from = monotonicUs();
+        const m = await measured(async () => {
+          const followed: Followed[] = [];
+          for (const name of names) {
+            const r = await queue.enqueue({ tenant: TENANT, source: name, kind, priority: kind === 'initial' ? 100 : 0 });
+            followed.push({ tenant: TENANT, source: name, jobId: (r.jobId ?? r.existingJobId)! });
+          }
+          return followJobs(queue, followed, { tty: false, write: () => {}, pollMs: 50 });
+        }, agent.pid);
+        const window: [number, number] = [from, monotonicUs()];
+        const cpu = await sampler.stop();
+        const serverCpu = (await serverCpuSeconds(postmaster)) - server0;
+        if (m.result.failed.length > 0) throw new Error(`sync failed: ${JSON.stringify(m.result.failed)}`);
+        if (m.result.unreconciled.length > 0) throw new Error(`runs not reconciled: ${JSON.stringify(m.result.unreconciled)}`);
+        if (receiver === 'reference') {
+          const bad = await ctl.query<{ n: string }>(`SELECT count(*)::text AS n FROM rx_runs WHERE problems IS NOT NULL OR rows_held <> source_rows`);
+          if (Number(bad[0]!.n) > 0) throw new Error(`receiver did not reconcile ${bad[0]!.n} runs`);
+        } else {
+          for (const name of names) {
+            const res = await fetch(`${rx.url}/tenants/${TENANT}/datasets/${name}/stats`, { headers: { authorization: `Bearer ${TOKEN}` } });
+            const st = (await res.json()) as { mismatches: number };
+            if (st.mismatches !== 0) throw new Error(`the sink answered ${st.mismatches} completions of ${name} with a mismatch`);
+          }
+        }
+        const counts = await ctl.query<{ u: string; d: string }>(
+          `SELECT coalesce(sum(upserts), 0)::text AS u, coalesce(sum(deletes), 0)::text AS d FROM cdc_runs WHERE status = 'succeeded' AND started_at >= $1::timestamptz`,
+          [at],
+        );
+        return { ...m, load, cpu, serverCpu, window, upserts: Number(counts[0]!.u), deletes: Number(counts[0]!.d) };
+      };
+
+      await new Promise((r) => setTimeout(r, 3000));
+      const idleRssMb = Math.round((await rssOf(agent.pid)) / 1024 / 1024);
+      console.log(`agent idle RSS ${idleRssMb} MB; onboarding…`);
+      const onboard = await sync('initial');
+      console.log(`onboarding: ${r2(onboard.seconds)} s; changing 1 % of every table…`);
+      // Each pass changes other rows: updates id % 200 = 2 × pass, deletes id % 400 = 2 × pass + 1 (odd: never an updated row).
+      for (const name of names) {
+        await db.execute(`UPDATE ${name} SET c4 = c4 || ' changed', c8 = c8 + 1 WHERE id % 200 = ${2 * pass}`);
+        await db.execute(`DELETE FROM ${name} WHERE id % 400 = ${2 * pass + 1}`);
+        await fill(db, name, nextId, nextId + Math.floor(rows / 400) - 1);
+      }
+      nextId += Math.floor(rows / 400);
+      await db.execute('ANALYZE');
+      const incremental = await sync('incremental');
+      console.log(`incremental: ${r2(incremental.seconds)} s; syncing again with no change…`);
+      const noChange = await sync('incremental');
+      await stopChild(agent.child);
+      await stopChild(rx.child);
+
+      const syncs = [
+        ['onboarding', onboard, `${onboard.upserts} U; agent RSS before: ${idleRssMb} MB`],
+        ['incremental sync, 1 % changed', incremental, `${incremental.upserts} U / ${incremental.deletes} D`],
+        ['no-change sync', noChange, `${noChange.upserts} U / ${noChange.deletes} D`],
+      ] as const;
+      for (const [phase, m, note] of syncs) {
+        const t = m.cpu.total;
+        const agentSide = (t.agent ?? 0) + (t['agent db'] ?? 0) + (t['source db'] ?? 0);
+        const receiverSide = (t.receiver ?? 0) + (t['receiver db'] ?? 0);
+        figures.push({
+          receiver,
+          phase,
+          rows: total,
+          seconds: r2(m.seconds),
+          's per table': r2(m.seconds / tables),
+          'vs raw': r2(m.seconds / rawSum),
+          'agent side CPU s per 1M': perM(agentSide),
+          'agent process': perM(t.agent ?? 0),
+          'agent db': perM(t['agent db'] ?? 0),
+          'source db': perM(t['source db'] ?? 0),
+          'receiver side CPU s per 1M': perM(receiverSide),
+          'receiver CPU s per 1M': perM(t.receiver ?? 0),
+          'receiver db': perM(t['receiver db'] ?? 0),
+          'agent peak RSS MB': m.peakRssMb,
+          'server CPU s': r2(m.serverCpu),
+          'load avg': m.load,
+          note,
+        });
+        for (const p of PHASES) {
+          const c = m.cpu.byPhase[p];
+          if (!c) continue;
+          figures.push({
+            receiver,
+            phase: `  ${phase}: ${p}`,
+            'job-s in phase': r2(m.cpu.phaseSeconds[p] ?? 0),
+            'agent side CPU s per 1M': perM((c.agent ?? 0) + (c['agent db'] ?? 0) + (c['source db'] ?? 0)),
+            'agent process': perM(c.agent ?? 0),
+            'agent db': perM(c['agent db'] ?? 0),
+            'source db': perM(c['source db'] ?? 0),
+            'receiver side CPU s per 1M': perM((c.receiver ?? 0) + (c['receiver db'] ?? 0)),
+            'receiver CPU s per 1M': perM(c.receiver ?? 0),
+            'receiver db': perM(c['receiver db'] ?? 0),
+          });
+        }
+        const top = Object.entries(m.cpu.byStatement).slice(0, 14);
+        console.log(`${receiver}, ${phase}: backend CPU-s by statement (sampled):\n${top.map(([k, v]) => `  ${v.toFixed(2).padStart(7)}  ${k}`).join('\n')}`);
+        details[`${receiver}: ${phase}`] = { cpu: m.cpu, seconds: m.seconds, serverCpu: m.serverCpu, load: m.load };
+      }
+      if (execArgv.includes('--cpu-prof')) {
+        const path = await newestProfile('.tmp/prof', agentStarted);
+        if (path) {
+          const byWindow = await profileByWindow(path, Object.fromEntries(syncs.map(([phase, m]) => [phase, m.window])), 20);
+          for (const [phase, p] of Object.entries(byWindow)) {
+            console.log(`${receiver}, agent profile, ${phase}: busy ${p.busyMs} ms (GC ${p.gcMs}), idle ${p.idleMs} ms`);
+            for (const [f, ms] of p.functions) console.log(`  ${String(ms).padStart(7)} ms  ${f}`);
+          }
+          details[`${receiver}: profile`] = { path, byWindow };
+        }
+      }
+      await ctl.close();
     }
+
     console.log(`"vs raw" = phase seconds / (raw COPY out + raw COPY in + raw loopback) = ${r2(rawSum)} s; agent concurrency ${concurrency}, ${inFlight} in flight, agent run from ${build === 'dist' ? 'the build (dist/)' : 'the sources (type stripping)'}`);
+    console.log('CPU per 1M rows = CPU-s of the sync / (tables × rows / 1M); "agent side" = agent process + its control-database backends + its source-database backends.');
     await report('onboard', figures);
+    await writeFile('.tmp/bench-onboard-detail.json', JSON.stringify(details, null, 2));
   } finally {
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+    for (const c of children) await stopChild(c).catch(() => {});
     await db.close();
     await server.close();
   }
