@@ -133,18 +133,19 @@ function bindParam(request: sql.Request, name: string, value: unknown): void {
 function exactSelect(column: ColumnSpec): string {
   const q = quoteMssql(column.name);
   const t = column.type;
+  // Only the types tedious would not return exactly are rendered as text, and as nvarchar: tedious decodes varchar
+  // through a code-page conversion, which cost a third more Node CPU than nvarchar for the same digits (issue 20's
+  // measurement on 1M rows: 20.4 against 15.2 CPU-s). uniqueidentifier comes back exactly as its text (upper case).
   switch (t.kind) {
     case 'decimal':
-      return `CONVERT(varchar(50), CAST(${q} AS decimal(${t.precision},${t.scale})))`;
+      return `CONVERT(nvarchar(50), CAST(${q} AS decimal(${t.precision},${t.scale})))`;
     case 'timestamp':
     case 'timestamptz':
-      return `CONVERT(varchar(40), ${q}, 121)`;
+      return `CONVERT(nvarchar(40), ${q}, 121)`;
     case 'time':
-      return `CONVERT(varchar(20), ${q}, 121)`;
+      return `CONVERT(nvarchar(20), ${q}, 121)`;
     case 'date':
-      return `CONVERT(char(10), ${q}, 23)`;
-    case 'uuid':
-      return `CONVERT(char(36), ${q})`;
+      return `CONVERT(nchar(10), ${q}, 23)`;
     default:
       return q;
   }
