@@ -5,7 +5,7 @@
  * server random function is needed; the wave's rows are chosen the same way, with an offset drawn here.
  */
 import type { Db } from '../dialect/types.ts';
-import { ESTATE_TABLES, tableRows } from './estate.ts';
+import { estateSizes } from './estate.ts';
 
 const NAMES = [`N'Müller'`, `N'Ødegaard'`, `N'Nguyễn'`, `N'O''Brien'`, `N'Smith'`, `N'Łukasz'`, `N'Zoë'`, `N'김민준'`, `N'Anaïs'`, `N'José'`, `N'🦄 Unicorn Ltd'`, `N'  Padded  '`];
 
@@ -30,12 +30,7 @@ function digits(expr: string, width: number): string {
 
 /** Create and fill the estate's tables in a SQL Server database. `totalRows` is spread over the tables. */
 export async function createMssqlEstate(db: Db, totalRows: number, seed: number): Promise<void> {
-  const n = (id: string) => tableRows(totalRows, ESTATE_TABLES.find((t) => t.id === id)!);
-  const customers = n('customers');
-  const products = n('products');
-  const orders = n('orders');
-  const invoices = n('invoices');
-  const linesPerOrder = Math.max(1, Math.round(n('order_lines') / orders));
+  const { customers, products, orders, invoices, linesPerOrder } = estateSizes(totalRows);
   const names = `CHOOSE(1 + g % 12, ${NAMES.join(', ')})`;
   // A version-4-shaped uuid from the row number (Babelfish cannot render binary as hex text, so no HASHBYTES here).
   const uuid = `CONVERT(uniqueidentifier, CONCAT(${digits(spread('g', seed + 7, 100_000_000), 8)}, '-', ${digits('g % 10000', 4)}, '-4', ${digits(spread('g', seed + 8, 1000), 3)}, '-8', ${digits(spread('g', seed + 9, 1000), 3)}, '-', ${digits('g', 12)}))`;

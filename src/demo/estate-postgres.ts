@@ -1,17 +1,12 @@
 /** The generated estate in PostgreSQL (src/demo/estate.ts), generated inside the server with generate_series. */
 import type { Db } from '../dialect/types.ts';
-import { ESTATE_TABLES, tableRows } from './estate.ts';
+import { estateSizes } from './estate.ts';
 
 const NAMES = `ARRAY['Müller','Ødegaard','Nguyễn','O''Brien','Smith','Łukasz','Zoë','김민준','Anaïs','José','🦄 Unicorn Ltd','  Padded  ']`;
 
 /** Create and fill the estate's tables in a PostgreSQL database. `totalRows` is spread over the tables. */
 export async function createPostgresEstate(db: Db, totalRows: number, seed: number): Promise<void> {
-  const n = (id: string) => tableRows(totalRows, ESTATE_TABLES.find((t) => t.id === id)!);
-  const customers = n('customers');
-  const products = n('products');
-  const orders = n('orders');
-  const invoices = n('invoices');
-  const linesPerOrder = Math.max(1, Math.round(n('order_lines') / orders));
+  const { customers, products, orders, invoices, linesPerOrder } = estateSizes(totalRows);
   await db.execute(`SELECT setseed(${(seed % 1000) / 1000})`);
   await db.execute(`
     CREATE TABLE customers (

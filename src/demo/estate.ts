@@ -28,6 +28,13 @@ export function tableRows(totalRows: number, table: EstateTable): number {
   return Math.max(10, Math.round((totalRows * table.weight) / weights));
 }
 
+/** Rows of each table for an estate of `totalRows`, and order lines per order (the same on each dialect). */
+export function estateSizes(totalRows: number): { customers: number; products: number; orders: number; invoices: number; linesPerOrder: number } {
+  const n = (id: string) => tableRows(totalRows, ESTATE_TABLES.find((t) => t.id === id)!);
+  const orders = n('orders');
+  return { customers: n('customers'), products: n('products'), orders, invoices: n('invoices'), linesPerOrder: Math.max(1, Math.round(n('order_lines') / orders)) };
+}
+
 /** Create and fill the estate's tables in a legacy database of either dialect. `totalRows` is spread over the tables. */
 export async function createEstate(db: Db, totalRows: number, seed: number): Promise<Record<string, number>> {
   if (db.dialect === 'postgres') await (await import('./estate-postgres.ts')).createPostgresEstate(db, totalRows, seed);
