@@ -51,7 +51,7 @@ afterEach(async () => {
   await vault.close();
 });
 
-async function stalledConfig(): Promise<{ args: string[]; env: Record<string, string> }> {
+async function stalledConfig(command: string[] = ['run', '--health-host', '127.0.0.1']): Promise<{ args: string[]; env: Record<string, string> }> {
   const file = await writeConfig({
     control: { dialect: 'postgres', url: 'secret://control-db-url' },
     keyVault: { url: `https://127.0.0.1:${vault.port}/` },
@@ -60,7 +60,7 @@ async function stalledConfig(): Promise<{ args: string[]; env: Record<string, st
   });
   // Should the SDK ask for a token, the managed-identity endpoint is the same silent listener: nothing leaves loopback.
   const env = { IDENTITY_ENDPOINT: `http://127.0.0.1:${vault.port}/msi/token`, IDENTITY_HEADER: 'test' };
-  return { args: [BIN, '--config', file, 'run', '--health-host', '127.0.0.1'], env };
+  return { args: [BIN, '--config', file, ...command], env };
 }
 
 interface Ended {
@@ -123,4 +123,15 @@ describe('cdc-agent run stopped during start-up', () => {
     },
     90_000,
   );
+
+  it('migrate (the Helm hook) exits 1 with what to do on SIGTERM while Key Vault does not answer', async () => {
+    const { args, env } = await stalledConfig(['migrate']);
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exit = ended(child);
+    await vault.connected;
+    child.kill('SIGTERM');
+    const result = await within(exit, child);
+    expect(result.stderr).toContain('SIGTERM: migrate stopped; migrations already applied stay, the one in progress (if any) rolls back. Run cdc-agent migrate again.');
+    expect(result).toMatchObject({ code: 1, signal: null });
+  }, 90_000);
 });
