@@ -94,6 +94,8 @@ export function statementKey(query: string): string {
 }
 
 export interface CpuSampler {
+  /** Settles once the first sample is taken: await it before the work starts, or the baseline may come after it. */
+  ready: Promise<void>;
   /**
    * The samples' totals: CPU-s by phase, then by who (process labels and backend groups); by statement; in all;
    * and the job-seconds spent in each phase (two jobs in one phase for 1 s: 2).
@@ -109,6 +111,8 @@ export interface CpuSampler {
  * running one, or the last one run). A backend that starts after the first sample counts from zero CPU (its
  * connection set-up is part of the phase); one that exits between two samples loses what it used since the last
  * (the agent's pools keep connections for 10 s, so a final sample right after the phase still sees them).
+ * Work that never yields to the event loop (a COPY fed from a synchronous generator) delays the samples until it
+ * ends, which moves CPU between phases but loses none once `ready` was awaited before it.
  */
 export function sampleCpu(
   db: Db,
@@ -176,8 +180,9 @@ export function sampleCpu(
     }
     first = false;
   };
+  const firstSample = sample();
   const loop = (async () => {
-    await sample();
+    await firstSample;
     while (!stopped) {
       await new Promise((r) => setTimeout(r, intervalMs));
       await sample();
@@ -185,6 +190,7 @@ export function sampleCpu(
   })();
   const round = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Math.round(v * 1000) / 1000]));
   return {
+    ready: firstSample,
     async stop() {
       stopped = true;
       await loop;

@@ -235,6 +235,7 @@ export async function run(args: string[]): Promise<void> {
           phases: async () => (await ctl.query<{ phase: string }>(`SELECT phase FROM cdc_runs WHERE status = 'running'`)).map((r) => r.phase),
           statements: ['agent db', 'source db', 'receiver db'],
         });
+        await sampler.ready;
         const [{ at }] = (await ctl.query<{ at: string }>('SELECT now()::text AS at')) as [{ at: string }];
         const from = monotonicUs();
         const m = await measured(async () => {

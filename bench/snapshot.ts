@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- snapshot [--rows N]`: PostgreSQL → PostgreSQL, 1M rows × 10 business columns.
+ * `npm run bench -- snapshot [--rows N]`: PostgreSQL → PostgreSQL, 1M rows × 10 business columns
+ * (`--source mssql`: a SQL Server source instead, bench/snapshot-mssql.ts).
  * Measures a raw `COPY … TO STDOUT` of the source table, the snapshot (takeSnapshot), the initial diff, and
  * the incremental diff after 1 % updates, 0.5 % inserts and 0.5 % deletes, with the process's peak RSS.
  */
@@ -21,6 +22,10 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 export async function run(args: string[]): Promise<void> {
+  const sourceArg = args.indexOf('--source');
+  const sourceDialect = sourceArg >= 0 ? args[sourceArg + 1] : 'postgres';
+  if (sourceDialect === 'mssql') return (await import('./snapshot-mssql.ts')).run(args.filter((_, i) => i !== sourceArg && i !== sourceArg + 1));
+  if (sourceDialect !== 'postgres') throw new Error(`--source is postgres or mssql, not ${sourceDialect}`);
   const rowsArg = args.indexOf('--rows');
   const n = rowsArg >= 0 ? Number(args[rowsArg + 1]) : 1_000_000;
   const server = await benchDatabase('snapshot');

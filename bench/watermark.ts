@@ -170,6 +170,7 @@ export async function run(args: string[]): Promise<void> {
         statements: ['source db', 'agent db'],
         intervalMs: 50,
       });
+      await sampler.ready;
       const t0 = performance.now();
       const from = monotonicUs();
       const enq = await queue.enqueue({ tenant: TENANT, source: SOURCE, kind, priority: kind === 'initial' ? 100 : 0 });
