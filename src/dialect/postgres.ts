@@ -121,6 +121,10 @@ class PgQueryable implements Queryable {
   }
 }
 
+/** Rows of a text COPY sent in one message by bulkWrite, at most (and at most about this many characters, so memory stays bounded with wide rows). */
+const COPY_CHUNK_ROWS = 1_000;
+const COPY_CHUNK_CHARS = 256 * 1024;
+
 export class PostgresDb extends PgQueryable implements Db {
   readonly dialect = 'postgres' as const;
   readonly caps: DialectCapabilities = { rawCopy: true, maxParameters: 65_535, maxIdentifierLength: 63 };
@@ -227,11 +231,25 @@ export class PostgresDb extends PgQueryable implements Db {
 
   async bulkWrite(table: QualifiedName, columns: readonly ColumnSpec[], rows: AsyncIterable<Cell[]> | Iterable<Cell[]>): Promise<number> {
     const sql = `COPY ${this.table(table)} (${columns.map((c) => quotePostgres(c.name)).join(', ')}) FROM STDIN`;
+    // Rows are sent in chunks of COPY_CHUNK_ROWS lines: one CopyData message per row made the message framing and
+    // socket writes most of a cell-by-cell load (measured, docs/benchmarks.md: 17.8 → 6.3 agent CPU-s per 1M rows).
+    let pending: string[] = [];
+    let pendingChars = 0;
     const lines = Readable.from(rows).pipe(
       new Transform({
         writableObjectMode: true,
         transform(row: Cell[], _encoding, callback) {
-          callback(null, `${row.map(copyText).join('\t')}\n`);
+          const line = `${row.map(copyText).join('\t')}\n`;
+          pending.push(line);
+          pendingChars += line.length;
+          if (pending.length < COPY_CHUNK_ROWS && pendingChars < COPY_CHUNK_CHARS) return callback();
+          const chunk = pending.join('');
+          pending = [];
+          pendingChars = 0;
+          callback(null, chunk);
+        },
+        flush(callback) {
+          callback(null, pending.length > 0 ? pending.join('') : undefined);
         },
       }),
     );
