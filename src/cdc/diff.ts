@@ -6,7 +6,7 @@
  * The comparison is exact; each dialect's adapter says how (diff-postgres.ts, diff-mssql.ts).
  */
 import type { SourceConfig } from '../config/schema.ts';
-import type { Db, Row } from '../dialect/types.ts';
+import type { Db, QualifiedName, Row } from '../dialect/types.ts';
 import { PermanentError, TransientError } from '../errors/errors.ts';
 import { where } from '../snapshot/introspect.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
@@ -117,46 +117,38 @@ export async function computeDiff(args: {
     );
   };
 
+  // One fill's transaction: the dialect's settings (and any the fill adds), the statement, and a commit only once
+  // the key check has passed (so a bad key leaves nothing behind). A diff is one such fill, or several at once.
+  const fillOne = (statement: string, extra: readonly string[] = []) =>
+    db.transaction(async (tx) => {
+      for (const setting of [...sql.settings, ...extra]) await tx.execute(setting);
+      const n = await tx.execute(statement);
+      await failOnBadKey();
+      return n;
+    });
+  const rowCount = async (table: QualifiedName) => Number((await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(table)}`))[0]?.n ?? 0);
+  const minRows = Math.max(2, args.splitFillRows ?? SPLIT_FILL_ROWS);
+  const connections = Math.max(1, Math.trunc(args.connections ?? 2));
+
+  if (args.scope === 'delta' || args.scope === 'keydiff') {
+    const keys = args.scope === 'keydiff' ? sourceKeysTable(tenant, source.id) : null;
+    // A small delta probes staging by key (the dialect's settings for it); a keydiff's anti-joins over every key stay hashed.
+    const small = !keys && sql.smallDeltaSettings !== undefined && (await rowCount(names.snapshot)) <= SMALL_DELTA_ROWS;
+    await fillOne(sql.delta(db, tables, schema, keys, entry), small ? sql.smallDeltaSettings : []);
+    return countChanges();
+  }
+
   // Initial sync (staging and held keys empty; only this job's push writes staging, under its lease): every row
   // is an upsert and no join is paid for. The fill then waits for the key index, because numbering the rows in
   // key order can read that index instead of sorting the whole snapshot (measured on 1M rows: ≈ 2 s less).
   const initialSync =
     (await db.query(sql.anyRow(db, names.staging))).length === 0 && (tables.held === null || (await db.query(sql.anyRow(db, tables.held))).length === 0);
-  // One fill's transaction: the dialect's settings, the statement, and a commit only once the key check has
-  // passed (so a bad key leaves nothing behind). A diff is one such fill, or several at once.
-  const fillOne = (statement: string) =>
-    db.transaction(async (tx) => {
-      for (const setting of sql.settings) await tx.execute(setting);
-      const n = await tx.execute(statement);
-      await failOnBadKey();
-      return n;
-    });
-  const minRows = Math.max(2, args.splitFillRows ?? SPLIT_FILL_ROWS);
-  const connections = Math.max(1, Math.trunc(args.connections ?? 2));
-
-  if (args.scope === 'delta' || args.scope === 'keydiff') {
-    await failOnBadKey();
-    const keys = args.scope === 'keydiff' ? sourceKeysTable(tenant, source.id) : null;
-    // A small delta probes staging by key (the dialect's settings for it); a keydiff's anti-joins over every key stay hashed.
-    let extra: readonly string[] = [];
-    if (!keys && sql.smallDeltaSettings) {
-      const [counted] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.snapshot)}`);
-      if (Number(counted?.n ?? 0) <= SMALL_DELTA_ROWS) extra = sql.smallDeltaSettings;
-    }
-    await db.transaction(async (tx) => {
-      for (const setting of [...sql.settings, ...extra]) await tx.execute(setting);
-      await tx.execute(sql.delta(db, tables, schema, keys, entry));
-    });
-    return countChanges();
-  }
-
   if (initialSync) {
     await failOnBadKey();
     // Rendering every entry is most of an initial diff's time, on one core: two connections fill the two
     // halves of the key range at once, split at the snapshot's middle key (seq numbers continue across it).
     const half = connections >= 2 ? sql.allUpsertsHalf : undefined;
-    const [counted] = half ? await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.snapshot)}`) : [];
-    const rows = Number(counted?.n ?? 0);
+    const rows = half ? await rowCount(names.snapshot) : 0;
     if (half && rows >= minRows) {
       const split = Math.floor(rows / 2);
       const [low, high] = await Promise.all([fillOne(half(db, tables, schema, 'low', split, entry)), fillOne(half(db, tables, schema, 'high', split, entry))]);
@@ -172,8 +164,7 @@ export async function computeDiff(args: {
     // parts of staging's key order with at most partRows staging rows each, so that each part's hash stays
     // within the join's memory, and (given a second connection) into at least two parts run at once. Staging
     // is written only by this job's push, under the same lease, so its key order holds still while parts read it.
-    const [counted] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(names.staging)}`);
-    const rows = Number(counted?.n ?? 0);
+    const rows = await rowCount(names.staging);
     let parts = Math.ceil(rows / Math.max(1, args.partRows ?? DIFF_PART_ROWS));
     if (connections >= 2 && rows >= minRows) parts = Math.max(2, parts);
     if (parts >= 2) {
