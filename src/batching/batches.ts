@@ -6,7 +6,7 @@
 import type { Db, Queryable } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
-import { readChangeSizes } from './change-set.ts';
+import { groupedBatches, readChangeSizes } from './change-set.ts';
 import { BatchCutter, type BatchPlan } from './cut.ts';
 
 export interface RecordedBatch {
@@ -87,16 +87,20 @@ export async function cutBatches(args: {
   if (existing.length > 0) return { batches: existing.length, ...(await countChanges(db, args.tenant, args.source)) };
 
   const { changes } = sourceTables(args.tenant, args.source);
-  const cutter = new BatchCutter({ maxRows: args.maxRows, maxBytes: args.maxBytes });
-  // One entry per batch stays in memory, never the rows.
-  const plans: BatchPlan[] = [];
-  for await (const change of readChangeSizes(db, changes, args.schema)) {
-    // Each entry plus its separating comma (entryBytes in src/contract/wire.ts).
-    const closed = cutter.add(change.seq, change.bytes + 1, change.op);
-    if (closed) plans.push(closed);
+  const limits = { maxRows: args.maxRows, maxBytes: args.maxBytes };
+  // One entry per batch stays in memory, never the rows. Where every maxRows changes fit in maxBytes (the usual
+  // case) the server cuts them in one grouped query; else they are cut change by change here.
+  const plans: BatchPlan[] = (await groupedBatches(db, changes, args.schema, limits)) ?? [];
+  if (plans.length === 0) {
+    const cutter = new BatchCutter(limits);
+    for await (const change of readChangeSizes(db, changes, args.schema)) {
+      // Each entry plus its separating comma (entryBytes in src/contract/wire.ts).
+      const closed = cutter.add(change.seq, change.bytes + 1, change.op);
+      if (closed) plans.push(closed);
+    }
+    const last = cutter.finish();
+    if (last) plans.push(last);
   }
-  const last = cutter.finish();
-  if (last) plans.push(last);
 
   const written = await db
     .transaction(async (tx) => {

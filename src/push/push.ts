@@ -6,7 +6,7 @@
  */
 import PQueue from 'p-queue';
 import { listBatches, countChanges, type RecordedBatch } from '../batching/batches.ts';
-import { readChangeBytes } from '../batching/change-set.ts';
+import { readChangeBytes, readJoinedEntries } from '../batching/change-set.ts';
 import type { SourceConfig, TenantConfig } from '../config/schema.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
 import { toCdcError } from '../errors/classify.ts';
@@ -64,14 +64,19 @@ const COMMA = Buffer.from(',');
 const RELEASED = Buffer.alloc(0);
 const CLOSE = Buffer.from(']}');
 
+/** What a batch body holds around its entries: `frameBatch(header, [])` split at its `]}`. */
+export function bodyFrame(header: Parameters<typeof frameBatch>[0]): { head: Buffer; tail: Buffer } {
+  const empty = frameBatch(header, []);
+  // frameBatch ends with `"changes":[]}`: everything before `]}` is the head.
+  return { head: Buffer.from(empty.slice(0, -2), 'utf8'), tail: CLOSE };
+}
+
 /**
  * A batch body as bytes: exactly `frameBatch(header, entries)` in UTF-8, built from the entries' bytes
  * without turning them into one JavaScript string (the body and its entries stay off the V8 heap).
  */
 export function frameBatchBytes(header: Parameters<typeof frameBatch>[0], entries: readonly Buffer[]): Buffer {
-  const empty = frameBatch(header, []);
-  // frameBatch ends with `"changes":[]}`: everything before `]}` is the head.
-  const head = Buffer.from(empty.slice(0, -2), 'utf8');
+  const { head } = bodyFrame(header);
   const parts: Buffer[] = [head];
   let length = head.length + CLOSE.length;
   entries.forEach((entry, i) => {
@@ -127,20 +132,20 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     const readEntries = async (batch: RecordedBatch): Promise<Buffer[]> => {
       const entries: Buffer[] = [];
       for await (const change of readChangeBytes(db, tables.changes, schema, { first: batch.firstSeq, last: batch.lastSeq })) entries.push(change.entry);
-      if (entries.length !== batch.rows) {
-        // The change table is scratch: a restart of the control database empties it (UNLOGGED on PostgreSQL).
-        // Retried, the job finds the run's changes gone and starts a fresh run from staging (src/agent/run-job.ts).
-        throw new TransientError(
-          `Batch ${batch.batchNo} of run ${runId} should hold ${batch.rows} changes but the change table has ${entries.length}; ` +
-            'the change table was emptied or rewritten under a running push. The job will retry with a fresh run.',
-          { context },
-        );
-      }
+      if (entries.length !== batch.rows) throw emptied(batch, entries.length);
       return entries;
     };
+    // The change table is scratch: a restart of the control database empties it (UNLOGGED on PostgreSQL).
+    // Retried, the job finds the run's changes gone and starts a fresh run from staging (src/agent/run-job.ts).
+    const emptied = (batch: RecordedBatch, read: number) =>
+      new TransientError(
+        `Batch ${batch.batchNo} of run ${runId} should hold ${batch.rows} changes but the change table has ${read}; ` +
+          'the change table was emptied or rewritten under a running push. The job will retry with a fresh run.',
+        { context },
+      );
 
-    const frame = (batch: RecordedBatch, entries: readonly Buffer[], part: string | undefined): Buffer =>
-      frameBatchBytes({ runId, mode: args.mode, batch: batch.batchNo, ...(part !== undefined ? { part } : {}), schemaJson }, entries);
+    const header = (batch: RecordedBatch, part: string | undefined) => ({ runId, mode: args.mode, batch: batch.batchNo, ...(part !== undefined ? { part } : {}), schemaJson });
+    const frame = (batch: RecordedBatch, entries: readonly Buffer[], part: string | undefined): Buffer => frameBatchBytes(header(batch, part), entries);
 
     /**
      * Posts a framed body (a batch, or a part of one after a 413). The entries are not held while the request is
@@ -176,7 +181,13 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
       }
     };
 
-    const framed = async (batch: RecordedBatch): Promise<Buffer> => frame(batch, await readEntries(batch), undefined);
+    /** The whole batch's body, its entries copied into it as read (a 413 reads them again one by one). */
+    const framed = async (batch: RecordedBatch): Promise<Buffer> => {
+      const range = { first: batch.firstSeq, last: batch.lastSeq };
+      const { rows: read, body } = await readJoinedEntries(db, tables.changes, schema, range, { ...bodyFrame(header(batch, undefined)), size: batch.bytes - 1 });
+      if (read !== batch.rows) throw emptied(batch, read);
+      return body;
+    };
 
     const pushBatch = async (batch: RecordedBatch): Promise<void> => {
       // The body goes straight into send, not into a local of this frame, which would hold it while the request is out.

@@ -68,6 +68,17 @@ describe('binary COPY reader on damaged input', () => {
     expect(await all(Readable.from(chunks))).toEqual([['A'], ['A']]);
   });
 
+  it('assembles a tuple of several MB that arrives in many small chunks, and its neighbours around it', async () => {
+    const big = Buffer.alloc(3_000_000, 0x61);
+    const field = (b: Buffer) => Buffer.concat([Buffer.from([0, 1]), Buffer.from([(b.length >>> 24) & 255, (b.length >>> 16) & 255, (b.length >>> 8) & 255, b.length & 255]), b]);
+    const bytes = Buffer.concat([header, tuple, field(big), tuple, trailer]);
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < bytes.length; i += 997) chunks.push(bytes.subarray(i, i + 997));
+    const rows = await all(Readable.from(chunks));
+    expect(rows.map((r) => r[0]!.length)).toEqual([1, 3_000_000, 1]);
+    expect(rows[1]![0]).toBe('a'.repeat(3_000_000));
+  });
+
   it('refuses a stream without its trailer, with data after it, or without the signature', async () => {
     await expect(all(Readable.from([Buffer.concat([header, tuple])]))).rejects.toThrow('ended without its trailer');
     await expect(all(Readable.from([Buffer.concat([header, tuple, trailer, tuple])]))).rejects.toThrow('data after its trailer');

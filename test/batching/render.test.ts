@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { changeEncoder, keyIndexes, readChangeBytes, readChanges, readChangeSizes } from '../../src/batching/change-set.ts';
+import { changeEncoder, keyIndexes, readChangeBytes, readChanges, readChangeSizes, readJoinedEntries } from '../../src/batching/change-set.ts';
 import type { Cell, ColumnSpec } from '../../src/dialect/types.ts';
 import { encodeChange, frameBatch } from '../../src/contract/wire.ts';
-import { frameBatchBytes } from '../../src/push/push.ts';
+import { bodyFrame, frameBatchBytes } from '../../src/push/push.ts';
 import type { SourceSchema } from '../../src/snapshot/schema.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { babelfishGap, createTestDatabase, describeEachDialect, itUnless, type TestDatabase } from '../support/databases.ts';
@@ -132,6 +132,24 @@ describeEachDialect('change entries rendered in SQL equal the Node encoding', (d
       expect(frameBatchBytes(header, ranged.slice(0, 1))).toEqual(Buffer.from(frameBatch(header, all.slice(2, 3)), 'utf8'));
       expect(frameBatchBytes({ ...header, part: undefined }, [])).toEqual(Buffer.from(frameBatch({ runId: 'r1', mode: 'initial', batch: 3, schemaJson: '{"version":"x"}' }, []), 'utf8'));
     }
+  });
+
+  exact('readJoinedEntries frames a range into exactly the body frameBatch makes of the same entries, whatever size it was told to expect', async () => {
+    const all = expected();
+    const header = { runId: 'r1', mode: 'incremental' as const, batch: 2, schemaJson: '{"version":"x"}' };
+    const expectedBody = (entries: string[]) => Buffer.from(frameBatch(header, entries), 'utf8');
+    const size = (entries: string[]) => entries.reduce((n, e) => n + Buffer.byteLength(e, 'utf8') + 1, 0) - 1;
+    for (const [first, last] of [[1n, BigInt(all.length)], [3n, 7n], [4n, 4n]] as const) {
+      const entries = all.slice(Number(first) - 1, Number(last));
+      // The recorded size (the push passes it), then sizes too small and too large: the body is the same.
+      for (const hint of [size(entries), 0, size(entries) * 3]) {
+        const got = await readJoinedEntries(t.db, changes, SCHEMA, { first, last }, { ...bodyFrame(header), size: hint });
+        expect(got.rows).toBe(entries.length);
+        expect(got.body).toEqual(expectedBody(entries));
+      }
+    }
+    const none = await readJoinedEntries(t.db, changes, SCHEMA, { first: 10_000n, last: 10_001n }, { ...bodyFrame(header), size: 0 });
+    expect(none).toEqual({ rows: 0, body: expectedBody([]) });
   });
 
   if (dialect === 'mssql') {
