@@ -256,10 +256,21 @@ export class PostgresDb extends PgQueryable implements Db {
     return this.copyIn(sql, lines);
   }
 
-  async copyOut(sql: string): Promise<Readable> {
+  async copyOut(sql: string, settings?: Readonly<Record<string, string>>): Promise<Readable> {
     const client = await this.pool.connect().catch((error: unknown) => {
       throw toCdcError(error, 'PostgreSQL connect');
     });
+    const entries = Object.entries(settings ?? {});
+    if (entries.length > 0) {
+      try {
+        // SET LOCAL's values: they end with the transaction, so the pooled session keeps none of them.
+        await client.query('BEGIN');
+        await client.query(`SELECT ${entries.map((_e, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`, entries.flat());
+      } catch (error) {
+        client.release(true);
+        throw toCdcError(error, 'PostgreSQL COPY settings');
+      }
+    }
     const stream = client.query(copyStreams.to(sql));
     let released = false;
     const release = (error?: unknown) => {
@@ -268,7 +279,10 @@ export class PostgresDb extends PgQueryable implements Db {
         client.release(error instanceof Error);
       }
     };
-    stream.on('end', () => release());
+    stream.on('end', () => {
+      if (entries.length === 0) release();
+      else client.query('COMMIT').then(() => release(), (error: unknown) => release(error instanceof Error ? error : new Error(String(error))));
+    });
     stream.on('error', (error) => release(error));
     stream.on('close', () => release(stream.readableEnded ? undefined : new Error('closed early')));
     return stream;

@@ -92,8 +92,12 @@ export interface Db extends Queryable {
   /** Bulk-write rows of cells into an existing table (COPY FROM / bulk load). Returns rows written. */
   bulkWrite(table: QualifiedName, columns: readonly ColumnSpec[], rows: AsyncIterable<Cell[]> | Iterable<Cell[]>): Promise<number>;
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** Raw COPY out, when `caps.rawCopy`. */
-  copyOut?(sql: string): Promise<Readable>;
+  /**
+   * Raw COPY out, when `caps.rawCopy`. With `settings` (custom setting name → text), the COPY runs in a
+   * transaction of its own that sets them first through bind parameters, and its statement reads them with
+   * `current_setting`: how values reach a COPY, which takes no bind parameters.
+   */
+  copyOut?(sql: string, settings?: Readonly<Record<string, string>>): Promise<Readable>;
   /** Raw COPY in, when `caps.rawCopy`; resolves when the server has committed the COPY. */
   copyIn?(sql: string, input: Readable): Promise<number>;
   close(): Promise<void>;

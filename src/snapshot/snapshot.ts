@@ -26,8 +26,11 @@ export async function takeSnapshot(args: {
   schema: SourceSchema;
   onProgress?: (rows: number) => void;
   signal?: AbortSignal;
-  /** Read only the rows this condition selects (a watermark run: src/watermark/watermark.ts), with its parameters. */
-  delta?: { where: string; params: readonly unknown[] };
+  /**
+   * Read only the rows this condition selects (a watermark run: src/watermark/watermark.ts), with its parameters;
+   * `copy` is the same condition for a raw COPY, its values as the COPY's settings.
+   */
+  delta?: { where: string; params: readonly unknown[]; copy?: { where: string; settings: Readonly<Record<string, string>> } };
 }): Promise<{ rows: number }> {
   const { sourceDb, controlDb, tenant, source, schema, onProgress, signal, delta } = args;
   const context = { tenant, source: source.id };
@@ -40,11 +43,13 @@ export async function takeSnapshot(args: {
   const columns = schema.columns.map((c) => controlDb.quote(c.name)).join(', ');
 
   try {
-    // A delta read has bind parameters, which COPY does not take; it is small, so it goes cell by cell.
-    if (!delta && sourceDb.copyOut && controlDb.copyIn && sourceDb.caps.rawCopy && controlDb.caps.rawCopy) {
+    // A delta read takes the binary COPY too when its condition can (its values as the COPY's settings: COPY
+    // takes no bind parameters); reading its 7.5k rows cell by cell cost the source 10 ms against 4.5 ms.
+    if ((!delta || delta.copy) && sourceDb.copyOut && controlDb.copyIn && sourceDb.caps.rawCopy && controlDb.caps.rawCopy) {
       // Binary COPY: the select list yields exactly the snapshot's column types (renderings cast to text,
       // which the snapshot holds as text), so the server-side binary receive functions accept each field.
-      const out: Readable = await sourceDb.copyOut(`COPY (${described.select}) TO STDOUT (FORMAT binary)`);
+      const select = delta?.copy ? `SELECT ${described.items.join(', ')} FROM ${described.from} WHERE ${delta.copy.where}` : described.select;
+      const out: Readable = await sourceDb.copyOut(`COPY (${select}) TO STDOUT (FORMAT binary)`, delta?.copy?.settings);
       const abort = () => out.destroy(new TransientError(`${where(tenant, source)}: snapshot aborted.`, { context }));
       signal?.addEventListener('abort', abort, { once: true });
       const poll = onProgress ? setInterval(() => void copyProgress(controlDb, snapshot).then((n) => n !== null && onProgress(n)), PROGRESS_POLL_MS) : undefined;

@@ -1,6 +1,7 @@
 /**
  * PostgreSQL source side of watermark mode (watermark.ts). Bounds travel as text in a fixed ISO form
- * (to_char), independent of the session's DateStyle and TimeZone, and come back as typed parameters.
+ * (to_char), independent of the session's DateStyle and TimeZone, and come back as typed parameters, or, for
+ * the delta's binary COPY, as settings of the COPY's transaction that the condition reads (`copyDelta`).
  */
 import type { Db } from '../dialect/types.ts';
 import type { WatermarkColumn, WatermarkSql } from './watermark.ts';
@@ -31,22 +32,40 @@ export const postgresWatermark: WatermarkSql = {
   },
 
   delta(db, column, lo, hi) {
-    const q = db.quote(column.name);
-    const t = castType(column);
     const params: unknown[] = [];
-    const p = (value: unknown) => {
+    const where = deltaWhere(db, column, lo, hi, (value) => {
       params.push(value);
       return `$${params.length}`;
-    };
-    const conditions: string[] = [];
-    if (hi === null) conditions.push('FALSE');
-    else {
-      if (lo !== null) {
-        conditions.push(column.overlapMs > 0 ? `${q} > ${p(lo)}::${t} - ${p(column.overlapMs)}::bigint * interval '1 millisecond'` : `${q} > ${p(lo)}::${t}`);
-      }
-      conditions.push(`${q} <= ${p(hi)}::${t}`);
-    }
-    const range = conditions.join(' AND ');
-    return { where: column.nullable && column.nulls === 'read' ? `((${range}) OR ${q} IS NULL)` : range, params };
+    });
+    return { where, params };
+  },
+
+  copyDelta(db, column, lo, hi) {
+    const settings: Record<string, string> = {};
+    const where = deltaWhere(db, column, lo, hi, (value) => {
+      const name = `cdc_sync.v${Object.keys(settings).length + 1}`;
+      settings[name] = String(value);
+      return `current_setting('${name}')`;
+    });
+    return { where, settings };
   },
 };
+
+/**
+ * The delta's condition, each value spelt by `value` (a bind parameter, or a setting that a COPY reads: COPY
+ * takes no parameters); each is cast to the column's type, so both spellings compare the same.
+ */
+function deltaWhere(db: Db, column: WatermarkColumn, lo: string | null, hi: string | null, value: (v: string | number) => string): string {
+  const q = db.quote(column.name);
+  const t = castType(column);
+  const conditions: string[] = [];
+  if (hi === null) conditions.push('FALSE');
+  else {
+    if (lo !== null) {
+      conditions.push(column.overlapMs > 0 ? `${q} > ${value(lo)}::${t} - ${value(column.overlapMs)}::bigint * interval '1 millisecond'` : `${q} > ${value(lo)}::${t}`);
+    }
+    conditions.push(`${q} <= ${value(hi)}::${t}`);
+  }
+  const range = conditions.join(' AND ');
+  return column.nullable && column.nulls === 'read' ? `((${range}) OR ${q} IS NULL)` : range;
+}

@@ -53,6 +53,11 @@ export interface WatermarkSql {
   bound(db: Db, from: string, column: WatermarkColumn, lo: string | null): { sql: string; params: unknown[] };
   /** The condition for rows past `lo` up to `hi` (NULL `lo`: from the beginning), with its parameters. */
   delta(db: Db, column: WatermarkColumn, lo: string | null, hi: string | null): { where: string; params: unknown[] };
+  /**
+   * The same condition for a raw COPY, which takes no bind parameters: its values travel as settings of the
+   * COPY's transaction (`Db.copyOut`), still bound as parameters. Absent where the source has no raw COPY.
+   */
+  copyDelta?(db: Db, column: WatermarkColumn, lo: string | null, hi: string | null): { where: string; settings: Record<string, string> };
 }
 
 export function watermarkSql(dialect: DialectName): WatermarkSql {
@@ -178,8 +183,8 @@ export interface ReadPlan extends RunChoice {
     /** Whether a watermark of this column was recorded before: a full diff then checks the watermark runs' work. */
     checksHistory: boolean;
   };
-  /** The condition of a watermark or keydiff run's read. */
-  delta?: { where: string; params: unknown[] };
+  /** The condition of a watermark or keydiff run's read; `copy` is the same for a raw COPY, where the source has one. */
+  delta?: { where: string; params: unknown[]; copy?: { where: string; settings: Record<string, string> } };
 }
 
 /**
@@ -215,5 +220,6 @@ export async function planRead(args: {
   const to = column.kind === 'rowversion' ? hi : (hi ?? (choice.type === 'full' ? null : lo));
   const watermark = { column: column.name, kind: column.kind, from: choice.type === 'full' ? null : lo, to, checksHistory };
   if (choice.type === 'full') return { ...choice, watermark };
-  return { ...choice, watermark, delta: sql.delta(sourceDb, column, lo, hi) };
+  const copy = sql.copyDelta?.(sourceDb, column, lo, hi);
+  return { ...choice, watermark, delta: { ...sql.delta(sourceDb, column, lo, hi), ...(copy ? { copy } : {}) } };
 }
