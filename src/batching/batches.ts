@@ -3,7 +3,7 @@
  * seq (key) order and record them in cdc_batches. Boundaries are fixed once written: cutting again returns
  * what is recorded, so a resent batch has the same rows, the same bytes and the same idempotency key (I3).
  */
-import type { Db, Queryable } from '../dialect/types.ts';
+import type { Db, QualifiedName, Queryable } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
 import { groupedBatches, readChangeSizes } from './change-set.ts';
@@ -73,6 +73,19 @@ async function insertBatches(tx: Queryable, db: Db, args: { tenant: string; sour
   }
 }
 
+async function cutChangeByChange(db: Db, changes: QualifiedName, schema: SourceSchema, limits: { maxRows: number; maxBytes: number }): Promise<BatchPlan[]> {
+  const plans: BatchPlan[] = [];
+  const cutter = new BatchCutter(limits);
+  for await (const change of readChangeSizes(db, changes, schema)) {
+    // Each entry plus its separating comma (entryBytes in src/contract/wire.ts).
+    const closed = cutter.add(change.seq, change.bytes + 1, change.op);
+    if (closed) plans.push(closed);
+  }
+  const last = cutter.finish();
+  if (last) plans.push(last);
+  return plans;
+}
+
 export async function cutBatches(args: {
   controlDb: Db;
   tenant: string;
@@ -90,17 +103,7 @@ export async function cutBatches(args: {
   const limits = { maxRows: args.maxRows, maxBytes: args.maxBytes };
   // One entry per batch stays in memory, never the rows. Where every maxRows changes fit in maxBytes (the usual
   // case) the server cuts them in one grouped query; else they are cut change by change here.
-  const plans: BatchPlan[] = (await groupedBatches(db, changes, args.schema, limits)) ?? [];
-  if (plans.length === 0) {
-    const cutter = new BatchCutter(limits);
-    for await (const change of readChangeSizes(db, changes, args.schema)) {
-      // Each entry plus its separating comma (entryBytes in src/contract/wire.ts).
-      const closed = cutter.add(change.seq, change.bytes + 1, change.op);
-      if (closed) plans.push(closed);
-    }
-    const last = cutter.finish();
-    if (last) plans.push(last);
-  }
+  const plans: BatchPlan[] = (await groupedBatches(db, changes, args.schema, limits)) ?? (await cutChangeByChange(db, changes, args.schema, limits));
 
   const written = await db
     .transaction(async (tx) => {

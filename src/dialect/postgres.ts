@@ -284,7 +284,10 @@ export class PostgresDb extends PgQueryable implements Db {
       else client.query('COMMIT').then(() => release(), (error: unknown) => release(error instanceof Error ? error : new Error(String(error))));
     });
     stream.on('error', (error) => release(error));
-    stream.on('close', () => release(stream.readableEnded ? undefined : new Error('closed early')));
+    // An ended stream is released by its 'end' (after the COMMIT, where there is one); 'close' follows it.
+    stream.on('close', () => {
+      if (!stream.readableEnded) release(new Error('closed early'));
+    });
     return stream;
   }
 

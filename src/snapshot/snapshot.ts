@@ -41,6 +41,7 @@ export async function takeSnapshot(args: {
   await controlDb.execute(controlSql(controlDb).dropIndexSql(controlDb, snapshot, snapshotKeyIndex(tenant, source.id)));
   await controlDb.execute(`TRUNCATE TABLE ${controlDb.table(snapshot)}`);
   const columns = schema.columns.map((c) => controlDb.quote(c.name)).join(', ');
+  const deltaSelect = (condition: string) => `SELECT ${described.items.join(', ')} FROM ${described.from} WHERE ${condition}`;
 
   try {
     // A delta read takes the binary COPY too when its condition can (its values as the COPY's settings: COPY
@@ -48,7 +49,7 @@ export async function takeSnapshot(args: {
     if ((!delta || delta.copy) && sourceDb.copyOut && controlDb.copyIn && sourceDb.caps.rawCopy && controlDb.caps.rawCopy) {
       // Binary COPY: the select list yields exactly the snapshot's column types (renderings cast to text,
       // which the snapshot holds as text), so the server-side binary receive functions accept each field.
-      const select = delta?.copy ? `SELECT ${described.items.join(', ')} FROM ${described.from} WHERE ${delta.copy.where}` : described.select;
+      const select = delta?.copy ? deltaSelect(delta.copy.where) : described.select;
       const out: Readable = await sourceDb.copyOut(`COPY (${select}) TO STDOUT (FORMAT binary)`, delta?.copy?.settings);
       const abort = () => out.destroy(new TransientError(`${where(tenant, source)}: snapshot aborted.`, { context }));
       signal?.addEventListener('abort', abort, { once: true });
@@ -72,7 +73,7 @@ export async function takeSnapshot(args: {
         yield row;
       }
     };
-    const from = delta ? { sql: `SELECT ${described.items.join(', ')} FROM ${described.from} WHERE ${delta.where}`, params: delta.params } : { sql: described.select };
+    const from = delta ? { sql: deltaSelect(delta.where), params: delta.params } : { sql: described.select };
     await controlDb.bulkWrite(snapshot, schema.columns, counted(sourceDb.readCells(from, schema.columns)));
     onProgress?.(rows);
     return { rows };
