@@ -81,6 +81,11 @@ const mssqlConnection = z.strictObject({
   poolMax: z.number().int().positive().default(10),
   connectTimeout: duration.default(15_000),
   requestTimeout: duration.default(0),
+  /**
+   * The TDS packet size asked for at login (512–32,767 bytes; the server may answer with a smaller one). Larger
+   * packets cut the client's per-packet work on bulk reads. Unset: 16,383 (src/dialect/mssql.ts).
+   */
+  packetSize: z.number().int().min(512).max(32_767).optional(),
 });
 
 export const connectionSchema = z

@@ -91,3 +91,27 @@ describe('SQL Server authentication', () => {
     expect(missing.stderr).toMatch(/tenants\[0\]\.connections\.legacy\.authentication\.clientSecret: .*sp-secret/);
   });
 });
+
+describe('SQL Server TDS packet size', () => {
+  /** The packet size tedious asks for at login, from a connection's configuration as the agent compiles it. */
+  function tediousPacketSize(connection: Record<string, unknown>): number {
+    const legacy = compileConfig(configWith(connection)).tenants[0]!.connections.legacy!;
+    if (legacy.dialect !== 'mssql') throw new Error('expected mssql');
+    const pool = new sql.ConnectionPool(mssqlPoolConfig(legacy)) as unknown as { _config(): Record<string, unknown> };
+    return (new Connection(pool._config() as never) as unknown as { config: { options: { packetSize: number } } }).config.options.packetSize;
+  }
+
+  it('asks for 16,383 bytes unless the connection names a size (packetSize, or ?packetSize= in its url)', () => {
+    expect(tediousPacketSize({ user: 'u', password: 'p' })).toBe(16_383);
+    expect(tediousPacketSize({ user: 'u', password: 'p', packetSize: 4096 })).toBe(4096);
+    expect(tediousPacketSize({ url: 'mssql://u:p@sql01:1433/Sales?packetSize=32767' })).toBe(32_767);
+    expect(() => tediousPacketSize({ url: 'mssql://u:p@sql01:1433/Sales?packetSize=64k' })).toThrow('packetSize in the mssql:// URL must be a whole number of bytes from 512 to 32767, not 64k');
+  });
+
+  it('config check refuses a size outside 512–32,767, naming the setting', async () => {
+    const path = await writeConfig(configWith({ user: 'u', password: 'p', packetSize: 32_768 }));
+    const r = await runCli(['--config', path, 'config', 'check']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/tenants\[0\]\.connections\.legacy\.packetSize: /);
+  });
+});
