@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cutBatches, listBatches } from '../../src/batching/batches.ts';
-import { groupedBatches, readChanges, readChangeSizes } from '../../src/batching/change-set.ts';
+import { groupedBatches, readChanges, readChangeSizes, storedEntrySql } from '../../src/batching/change-set.ts';
 import { cutAll } from '../../src/batching/cut.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
@@ -73,6 +73,20 @@ describeEachDialect('cutBatches', (dialect) => {
       }
       // 300 rows of these entries take ≈ 36–38 KB: a group that would not fit is left to the cut change by change.
       if (t.db.dialect === 'postgres') expect(await groupedBatches(t.db, changes, SCHEMA, { maxRows: 300, maxBytes: 30_000 })).toBeNull();
+    }
+    // The grouped cut reads stored entries' sizes (the diff stores every entry), and renders where one is not stored.
+    const stored = await storedEntrySql(t.db, SCHEMA);
+    if (stored !== null) {
+      const limits = { maxRows: 300, maxBytes: 10_000_000 };
+      const rendered = await groupedBatches(t.db, changes, SCHEMA, limits);
+      try {
+        for (const where of [`${t.db.quote('seq')} % 3 = 0`, 'true']) {
+          await t.db.execute(`UPDATE ${t.db.table(changes)} SET ${t.db.quote('cdc_entry')} = ${stored} WHERE ${where}`);
+          expect(await groupedBatches(t.db, changes, SCHEMA, limits)).toEqual(rendered);
+        }
+      } finally {
+        await t.db.execute(`UPDATE ${t.db.table(changes)} SET ${t.db.quote('cdc_entry')} = NULL`);
+      }
     }
     await t.db.execute(`UPDATE ${t.db.table(changes)} SET ${t.db.quote('seq')} = ${t.db.quote('seq')} - 1000000 WHERE ${t.db.quote('seq')} > 1000000`);
   });

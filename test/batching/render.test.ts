@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { changeEncoder, keyIndexes, readChangeBytes, readChanges, readChangeSizes, readJoinedEntries } from '../../src/batching/change-set.ts';
+import { changeEncoder, keyIndexes, readChangeBytes, readChanges, readChangeSizes, readJoinedEntries, storedEntrySql } from '../../src/batching/change-set.ts';
 import type { Cell, ColumnSpec } from '../../src/dialect/types.ts';
 import { encodeChange, frameBatch } from '../../src/contract/wire.ts';
 import { bodyFrame, frameBatchBytes } from '../../src/push/push.ts';
@@ -138,19 +138,35 @@ describeEachDialect('change entries rendered in SQL equal the Node encoding', (d
     }
   });
 
-  exact('readJoinedEntries frames a range into exactly the body frameBatch makes of the same entries, whatever size it was told to expect', async () => {
+  exact('readJoinedEntries frames a range into exactly the body frameBatch makes of the same entries, whatever size it was told to expect, whether the diff stored the entries or not', async () => {
     const all = expected();
     const header = { runId: 'r1', mode: 'incremental' as const, batch: 2, schemaJson: '{"version":"x"}' };
     const expectedBody = (entries: string[]) => Buffer.from(frameBatch(header, entries), 'utf8');
     const size = (entries: string[]) => entries.reduce((n, e) => n + Buffer.byteLength(e, 'utf8') + 1, 0) - 1;
-    for (const [first, last] of [[1n, BigInt(all.length)], [3n, 7n], [4n, 4n]] as const) {
-      const entries = all.slice(Number(first) - 1, Number(last));
-      // The recorded size (the push passes it), then sizes too small and too large: the body is the same.
-      for (const hint of [size(entries), 0, size(entries) * 3]) {
-        const got = await readJoinedEntries(t.db, changes, SCHEMA, { first, last }, { ...bodyFrame(header), size: hint });
-        expect(got.rows).toBe(entries.length);
-        expect(got.body).toEqual(expectedBody(entries));
+    // The fixture's rows carry no stored entry (rendered as they are read); then some, then all, as the diff stores them.
+    const stored = await storedEntrySql(t.db, SCHEMA);
+    const storing = stored === null ? [null] : [null, `${t.db.quote('seq')} % 2 = 0`, 'true'];
+    try {
+      for (const where of storing) {
+        if (where !== null) await t.db.execute(`UPDATE ${t.db.table(changes)} SET ${t.db.quote('cdc_entry')} = ${stored} WHERE ${where}`);
+        for (const [first, last] of [[1n, BigInt(all.length)], [3n, 7n], [4n, 4n]] as const) {
+          const entries = all.slice(Number(first) - 1, Number(last));
+          // The recorded size (the push passes it), then sizes too small and too large: the body is the same.
+          for (const hint of [size(entries), 0, size(entries) * 3]) {
+            const got = await readJoinedEntries(t.db, changes, SCHEMA, { first, last }, { ...bodyFrame(header), size: hint });
+            expect(got.rows).toBe(entries.length);
+            expect(got.body).toEqual(expectedBody(entries));
+          }
+        }
       }
+      if (stored !== null) {
+        // What is stored is what is sent: a stored entry is never rendered again.
+        await t.db.execute(`UPDATE ${t.db.table(changes)} SET ${t.db.quote('cdc_entry')} = '{"stored":true}' WHERE ${t.db.quote('seq')} = 4`);
+        const got = await readJoinedEntries(t.db, changes, SCHEMA, { first: 4n, last: 4n }, { ...bodyFrame(header), size: 0 });
+        expect(got.body).toEqual(expectedBody(['{"stored":true}']));
+      }
+    } finally {
+      if (stored !== null) await t.db.execute(`UPDATE ${t.db.table(changes)} SET ${t.db.quote('cdc_entry')} = NULL`);
     }
     const none = await readJoinedEntries(t.db, changes, SCHEMA, { first: 10_000n, last: 10_001n }, { ...bodyFrame(header), size: 0 });
     expect(none).toEqual({ rows: 0, body: expectedBody([]) });
