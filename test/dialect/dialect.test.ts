@@ -95,6 +95,20 @@ describeEachDialect('dialect layer', (dialect) => {
     expect(retained).toBeLessThan(8 * 1024 * 1024);
   });
 
+  if (dialect === 'mssql') {
+    it('SQL Server sessions use 16,383-byte TDS packets unless the connection names a size (the server grants them)', async () => {
+      const size = async (db: Db) => Number((await db.query<{ n: unknown }>('SELECT net_packet_size AS n FROM sys.dm_exec_connections WHERE session_id = @@SPID'))[0]?.n);
+      expect(await size(t.db)).toBe(16_383);
+      const { connect } = await import('../../src/dialect/connect.ts');
+      const small = await connect({ ...t.config, packetSize: 4096 } as typeof t.config);
+      try {
+        expect(await size(small)).toBe(4096);
+      } finally {
+        await small.close();
+      }
+    });
+  }
+
   it('rolls back a failed transaction and keeps a committed one', async () => {
     await t.db.execute(`CREATE TABLE ${t.db.table({ name: 'tx' })} (id int NOT NULL PRIMARY KEY)`);
     await t.db.transaction(async (tx) => {
