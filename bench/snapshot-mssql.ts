@@ -6,12 +6,13 @@
  *   - a database of its own on the given server, one table of `--rows` rows × 11 columns: bigint key, int, bigint,
  *     decimal(18,4), nvarchar(100), varchar(40), datetime2(6), date, bit, float, uniqueidentifier;
  *   - raw streams (this process reads every row through mssql/tedious, as the agent's `stream` does, and drops
- *     it): `SELECT *` (native types), also with 32 KiB TDS packets; the agent's own select (readCells' text, its
- *     CONVERTs as the checkout renders them); the same with the CONVERT targets swapped between varchar/char and
+ *     it): `SELECT *` (native types) and the agent's own select (readCells' text, its CONVERTs as the checkout
+ *     renders them), each with the agent's 16,383-byte TDS packets, tedious' default 4,096 and 32,767; the agent's
+ *     select with the CONVERT targets swapped between varchar/char and
  *     nvarchar/nchar; and natively every column tedious returns exactly, CONVERT (to nvarchar) only for decimal,
  *     datetime2 and date (the levers issue 20 names);
- *   - the write side alone: the same cells made in Node, written by `bulkWrite` (a COPY message per row) and, the
- *     lever, as the same COPY text 1,000 rows per message;
+ *   - the write side alone: the same cells made in Node, written by `bulkWrite` and as the same COPY text 1,000 rows
+ *     per message (bulkWrite's own chunking since fa5e491, so the two now agree);
  *   - the agent's snapshot phase (`takeSnapshot`, in this process): the agent's CPU is this process's (all threads)
  *     plus its control-database backends' (sampled from pg_stat_activity and /proc).
  * Babelfish's CONVERT is slow on its server, so its wall times say nothing about SQL Server; the Node CPU does.
@@ -192,20 +193,31 @@ export async function run(args: string[]): Promise<void> {
       return n;
     };
 
-    const raw = await measure('raw stream, SELECT * (native)', rawStream(`SELECT * FROM dbo.${TABLE}`));
-    // A lever on the read: TDS packets of 32,767 bytes (the protocol's largest) instead of tedious' 4 KiB (fewer rows split across packets, which
-    // tedious' parser meets by throwing and retrying).
-    const big = mssqlPoolConfig(mssqlConfig(url, database) as never);
-    const bigPackets = await MssqlDb.connect({ ...big, options: { ...big.options, packetSize: 32_767 } });
-    const bigStream = (text: string) => async () => {
-      let n = 0;
-      for await (const row of bigPackets.stream(text)) if (row) n++;
-      return n;
+    // The agent's sessions ask for 16,383-byte TDS packets (src/dialect/mssql.ts DEFAULT_PACKET_SIZE); beside them,
+    // tedious' own default of 4,096 and the protocol's largest, 32,767 (fewer rows split across packets, which
+    // tedious' parser meets by throwing and parsing the row again).
+    const base = mssqlPoolConfig(mssqlConfig(url, database) as never);
+    const withPackets = async (packetSize: number) => {
+      const db = await MssqlDb.connect({ ...base, options: { ...base.options, packetSize } });
+      const stream = (text: string) => async () => {
+        let n = 0;
+        for await (const row of db.stream(text)) if (row) n++;
+        return n;
+      };
+      return { db, stream };
     };
-    const rawBig = await measure('raw stream, SELECT *, 32 KiB TDS packets', bigStream(`SELECT * FROM dbo.${TABLE}`));
+    const small = await withPackets(4_096);
+    const large = await withPackets(32_767);
+    // Warm-up, not measured: the first stream in the process would also pay for compiling tedious' and our hot code.
+    for (const warm of [rawStream(`SELECT TOP 100000 * FROM dbo.${TABLE}`), small.stream(`SELECT TOP 100000 * FROM dbo.${TABLE}`)]) await warm();
+    const raw = await measure('raw stream, SELECT * (native), 16,383-byte TDS packets (the agent\'s)', rawStream(`SELECT * FROM dbo.${TABLE}`));
+    const rawSmall = await measure('raw stream, SELECT *, 4,096-byte packets (tedious\' default)', small.stream(`SELECT * FROM dbo.${TABLE}`));
+    const rawBig = await measure('raw stream, SELECT *, 32,767-byte packets', large.stream(`SELECT * FROM dbo.${TABLE}`));
     const agentRead = await measure("raw stream of the agent's select", rawStream(agentSelect));
-    const agentBig = await measure("raw stream of the agent's select, 32 KiB TDS packets", bigStream(agentSelect));
-    await bigPackets.close();
+    const agentSmall = await measure("raw stream of the agent's select, 4,096-byte packets", small.stream(agentSelect));
+    const agentBig = await measure("raw stream of the agent's select, 32,767-byte packets", large.stream(agentSelect));
+    await small.db.close();
+    await large.db.close();
     const swappedRead = await measure(`raw stream of the agent's select, ${swapped.label}`, rawStream(swapped.text));
     const leverRead = await measure('raw stream, native where exact', rawStream(leverSelect));
     await prepareTables({ controlDb: control, tenant: TENANT, source: config, schema, runId: 'r1' });
@@ -241,10 +253,12 @@ export async function run(args: string[]): Promise<void> {
     const perM = (x: number) => r2(x / (rows / 1e6));
     const agentCpu = snapshot.cpu + snapshot.controlCpu;
     const figures: Array<Record<string, string | number>> = [
-      { step: 'raw tedious stream, SELECT * (native types)', rows: raw.result, 'wall s': r2(raw.seconds), 'Node CPU s per 1M': perM(raw.cpu), 'vs raw': 1, note: '' },
-      { step: 'raw tedious stream, SELECT *, 32 KiB TDS packets (lever)', rows: rawBig.result, 'wall s': r2(rawBig.seconds), 'Node CPU s per 1M': perM(rawBig.cpu), 'vs raw': r2(rawBig.cpu / raw.cpu), note: '' },
-      { step: "raw stream of the agent's select", rows: agentRead.result, 'wall s': r2(agentRead.seconds), 'Node CPU s per 1M': perM(agentRead.cpu), 'vs raw': r2(agentRead.cpu / raw.cpu), note: '' },
-      { step: "the agent's select, 32 KiB TDS packets (lever)", rows: agentBig.result, 'wall s': r2(agentBig.seconds), 'Node CPU s per 1M': perM(agentBig.cpu), 'vs raw': r2(agentBig.cpu / raw.cpu), note: '' },
+      { step: 'raw tedious stream, SELECT * (native types), 16,383-byte TDS packets as the agent asks', rows: raw.result, 'wall s': r2(raw.seconds), 'Node CPU s per 1M': perM(raw.cpu), 'vs raw': 1, note: '' },
+      { step: "raw tedious stream, SELECT *, 4,096-byte packets (tedious' default)", rows: rawSmall.result, 'wall s': r2(rawSmall.seconds), 'Node CPU s per 1M': perM(rawSmall.cpu), 'vs raw': r2(rawSmall.cpu / raw.cpu), note: '' },
+      { step: 'raw tedious stream, SELECT *, 32,767-byte packets', rows: rawBig.result, 'wall s': r2(rawBig.seconds), 'Node CPU s per 1M': perM(rawBig.cpu), 'vs raw': r2(rawBig.cpu / raw.cpu), note: '' },
+      { step: "raw stream of the agent's select (16,383-byte packets)", rows: agentRead.result, 'wall s': r2(agentRead.seconds), 'Node CPU s per 1M': perM(agentRead.cpu), 'vs raw': r2(agentRead.cpu / raw.cpu), note: '' },
+      { step: "the agent's select, 4,096-byte packets", rows: agentSmall.result, 'wall s': r2(agentSmall.seconds), 'Node CPU s per 1M': perM(agentSmall.cpu), 'vs raw': r2(agentSmall.cpu / raw.cpu), note: '' },
+      { step: "the agent's select, 32,767-byte packets", rows: agentBig.result, 'wall s': r2(agentBig.seconds), 'Node CPU s per 1M': perM(agentBig.cpu), 'vs raw': r2(agentBig.cpu / raw.cpu), note: '' },
       { step: `the same, ${swapped.label}`, rows: swappedRead.result, 'wall s': r2(swappedRead.seconds), 'Node CPU s per 1M': perM(swappedRead.cpu), 'vs raw': r2(swappedRead.cpu / raw.cpu), note: '' },
       { step: 'native where tedious is exact; CONVERT to nvarchar for decimal, datetime2, date', rows: leverRead.result, 'wall s': r2(leverRead.seconds), 'Node CPU s per 1M': perM(leverRead.cpu), 'vs raw': r2(leverRead.cpu / raw.cpu), note: '' },
       {
