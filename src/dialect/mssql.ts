@@ -378,8 +378,14 @@ export class MssqlDb extends MssqlQueryable implements Db {
   }
 
   async *stream<R extends Row = Row>(text: string, params: readonly unknown[] = [], options: StreamOptions = {}): AsyncIterable<R> {
+    yield* this.rows<R>(text, params, options, false);
+  }
+
+  /** The rows of a query as they stream in: objects by column name, or (`arrays`) arrays in select-list order. */
+  private async *rows<R>(text: string, params: readonly unknown[], options: StreamOptions, arrays: boolean): AsyncIterable<R> {
     await this.ensureConnected();
     const request = this.request(params);
+    request.arrayRowMode = arrays;
     const rows = request.toReadableStream({ highWaterMark: options.batchSize ?? 2_000 });
     void request.query(text).catch(() => {});
     try {
@@ -402,8 +408,12 @@ export class MssqlDb extends MssqlQueryable implements Db {
     const source = 'sql' in from ? `(${from.sql}) AS src` : this.table(from);
     const order = options.orderBy?.length ? ` ORDER BY ${options.orderBy.map((c) => quoteMssql(c)).join(', ')}` : '';
     const select = columns.map((c, i) => `${exactSelect(c)} AS c${i}`).join(', ');
-    for await (const row of this.stream(`SELECT ${select} FROM ${source}${order}`, 'sql' in from ? (from.params ?? []) : [], options)) {
-      yield columns.map((c, i) => toCell(row[`c${i}`], c.type));
+    const types = columns.map((c) => c.type);
+    // Rows as arrays (mssql's arrayRowMode): no object keyed by column name per row, no name lookups per cell.
+    for await (const row of this.rows<unknown[]>(`SELECT ${select} FROM ${source}${order}`, 'sql' in from ? (from.params ?? []) : [], options, true)) {
+      const cells = new Array<Cell>(types.length);
+      for (let i = 0; i < types.length; i++) cells[i] = toCell(row[i], types[i]!);
+      yield cells;
     }
   }
 
