@@ -19,6 +19,7 @@ import { digestPath, type DatasetDigest, type KeyHash } from '../contract/digest
 import { PayloadTooLargeError, PushRejectedError, PushUnavailableError, ReceiverCannotVerifyError, parseRetryAfter } from './errors.ts';
 
 const gzipAsync = promisify(gzip);
+const GZIP_MIN_CHUNK = 16 * 1024;
 
 export interface RetryOptions {
   /** Retries after the first attempt, for retryable failures. */
@@ -120,7 +121,10 @@ export function createPushClient(tenant: TenantConfig, retry: Partial<RetryOptio
   async function post<T>(path: string, idempotencyKey: string, json: string | Buffer, what: string, options: { signal?: AbortSignal; context?: ErrorContext }): Promise<Sent<T>> {
     const raw = typeof json === 'string' ? Buffer.from(json, 'utf8') : json;
     const gzipped = raw.length > push.gzipAboveBytes;
-    const body = gzipped ? await gzipAsync(raw, { level: push.gzipLevel }) : raw;
+    // One output chunk of half the body (JSON shrinks 3-4 x at level 1) instead of zlib's 16 KiB: each chunk is a
+    // hop back from the thread pool and a Buffer to concatenate (zlib's processCallback was 0.56 s of the agent's
+    // 5.1 s busy main thread in a 1M-row onboarding).
+    const body = gzipped ? await gzipAsync(raw, { level: push.gzipLevel, chunkSize: Math.max(GZIP_MIN_CHUNK, Math.ceil(raw.length / 2)) }) : raw;
     const headers: Record<string, string> = { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey };
     if (gzipped) headers['Content-Encoding'] = 'gzip';
     const context = { tenant: tenant.id, ...options.context };
