@@ -142,15 +142,8 @@ export async function run(args: string[]): Promise<void> {
     const schema = described.schema;
     const columns = schema.columns;
 
-    // readCells' statement exactly as the agent sends it: its first call to stream() is captured.
-    let agentSelect = '';
-    const stream = source.stream.bind(source);
-    (source as { stream: Db['stream'] }).stream = (text, params, options) => {
-      agentSelect ||= text;
-      return stream(text, params, options);
-    };
-    for await (const _ of source.readCells({ sql: described.select }, columns)) break;
-    (source as { stream: Db['stream'] }).stream = stream;
+    // readCells' statement exactly as the agent sends it.
+    const agentSelect = (source as MssqlDb).cellsQuery({ sql: described.select }, columns);
     // The agent's select with its renderings' targets swapped (varchar/char ⇄ nvarchar/nchar: one of the two is the
     // agent's own, since 48f0141 the n-types), and the lever: natively every column tedious returns exactly.
     const swapped = /CONVERT\(nvarchar\(/.test(agentSelect)

@@ -400,17 +400,21 @@ export class MssqlDb extends MssqlQueryable implements Db {
     }
   }
 
+  /** The statement readCells sends for `from` (its columns rendered exactly, c0..cN in order). */
+  cellsQuery(from: QualifiedName | { sql: string }, columns: readonly ColumnSpec[], orderBy?: readonly string[]): string {
+    const source = 'sql' in from ? `(${from.sql}) AS src` : this.table(from);
+    const order = orderBy?.length ? ` ORDER BY ${orderBy.map((c) => quoteMssql(c)).join(', ')}` : '';
+    return `SELECT ${columns.map((c, i) => `${exactSelect(c)} AS c${i}`).join(', ')} FROM ${source}${order}`;
+  }
+
   async *readCells(
     from: QualifiedName | { sql: string; params?: readonly unknown[] },
     columns: readonly ColumnSpec[],
     options: StreamOptions & { orderBy?: readonly string[] } = {},
   ): AsyncIterable<Cell[]> {
-    const source = 'sql' in from ? `(${from.sql}) AS src` : this.table(from);
-    const order = options.orderBy?.length ? ` ORDER BY ${options.orderBy.map((c) => quoteMssql(c)).join(', ')}` : '';
-    const select = columns.map((c, i) => `${exactSelect(c)} AS c${i}`).join(', ');
     const types = columns.map((c) => c.type);
     // Rows as arrays (mssql's arrayRowMode): no object keyed by column name per row, no name lookups per cell.
-    for await (const row of this.rows<unknown[]>(`SELECT ${select} FROM ${source}${order}`, 'sql' in from ? (from.params ?? []) : [], options, true)) {
+    for await (const row of this.rows<unknown[]>(this.cellsQuery(from, columns, options.orderBy), 'sql' in from ? (from.params ?? []) : [], options, true)) {
       const cells = new Array<Cell>(types.length);
       for (let i = 0; i < types.length; i++) cells[i] = toCell(row[i], types[i]!);
       yield cells;
