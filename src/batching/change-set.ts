@@ -212,9 +212,10 @@ export async function readJoinedEntries(
           const seq = buf.readBigInt64BE(starts[0]!);
           checkOp(db, changes, lengths[1]! < 0 ? 'NULL' : buf.toString('utf8', starts[1]!, starts[1]! + lengths[1]!), seq);
         }
-        if (lengths[2]! < 0) unrendered = true;
-        if (unrendered) return;
         const len = lengths[2]!;
+        // An entry not stored: this read is dropped (drained to its end) and the range read again, rendered.
+        if (len < 0) unrendered = true;
+        if (unrendered) return;
         room(len + 1);
         if (rows > 0) out[at++] = COMMA_BYTE;
         at += buf.copy(out, at, starts[2]!, starts[2]! + len);

@@ -74,7 +74,8 @@ function floatJson(q: string, kind: 'float32' | 'float64'): string {
       ` ELSE left(${trimmed}, 1) || CASE WHEN length(${trimmed}) = 1 THEN '' ELSE '.' || substr(${trimmed}, 2) END || 'e+' || ${exp}::text END`
     );
   };
-  const bound = kind === 'float64' ? `abs(${q}) >= 9007199254740992::float8 AND ${n} > 1` : `abs(${q}) >= 16777216::float4 AND ${n} > 1`;
+  // 2^53 and 2^24: from there on every value is an integer whose interval's bounds are integers too.
+  const bound = `abs(${q}) >= ${kind === 'float64' ? '9007199254740992::float8' : '16777216::float4'} AND ${n} > 1`;
   const boundCase = ` WHEN ${bound} AND ${readsBack(lo)} THEN ${integer(lo)} WHEN ${bound} AND ${readsBack(hi)} THEN ${integer(hi)}`;
   // A float4 tie: its exact value x (as float8 text: at most 10 digits, the last a 5 after the point) lies
   // halfway between Ryu's digits (x truncated by one digit) and x rounded half away from zero, which also reads

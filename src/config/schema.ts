@@ -64,6 +64,9 @@ const mssqlAuthentication = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('azure-active-directory-service-principal-secret'), clientId: z.string().min(1), tenantId: z.string().min(1), clientSecret: secretable }),
 ]);
 
+/** The TDS packet sizes a login may ask for (bytes; the protocol's bounds). */
+export const TDS_PACKET_SIZE = { min: 512, max: 32_767 } as const;
+
 const mssqlConnection = z.strictObject({
   dialect: z.literal('mssql'),
   /** Instead of user and password (a SQL login). */
@@ -85,7 +88,7 @@ const mssqlConnection = z.strictObject({
    * The TDS packet size asked for at login (512–32,767 bytes; the server may answer with a smaller one). Larger
    * packets cut the client's per-packet work on bulk reads. Unset: 16,383 (src/dialect/mssql.ts).
    */
-  packetSize: z.number().int().min(512).max(32_767).optional(),
+  packetSize: z.number().int().min(TDS_PACKET_SIZE.min).max(TDS_PACKET_SIZE.max).optional(),
 });
 
 export const connectionSchema = z

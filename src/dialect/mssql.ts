@@ -8,7 +8,7 @@
  * #landing table and converting on the server in one INSERT … SELECT.
  */
 import sql from 'mssql';
-import type { MssqlConnectionConfig } from '../config/schema.ts';
+import { TDS_PACKET_SIZE, type MssqlConnectionConfig } from '../config/schema.ts';
 import { toCdcError } from '../errors/classify.ts';
 import { PermanentError } from '../errors/errors.ts';
 import { toCell } from './cells.ts';
@@ -76,7 +76,8 @@ export function parseMssqlUrl(url: string): Partial<MssqlConnectionConfig> {
   const packetSize = u.searchParams.get('packetSize');
   if (packetSize !== null) {
     const n = Number(packetSize);
-    if (!Number.isInteger(n) || n < 512 || n > 32_767) throw new Error(`packetSize in the mssql:// URL must be a whole number of bytes from 512 to 32767, not ${packetSize}`);
+    const { min, max } = TDS_PACKET_SIZE;
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`packetSize in the mssql:// URL must be a whole number of bytes from ${min} to ${max}, not ${packetSize}`);
     out.packetSize = n;
   }
   return out;

@@ -69,6 +69,10 @@ export function postgresPoolConfig(config: PostgresConnectionConfig, application
   };
 }
 
+/** The characters COPY text escapes: one to test for, one to replace all of. */
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIALS = /[\\\t\n\r]/g;
+
 /** COPY text format: backslash escapes, `\N` for NULL. */
 function copyText(cell: Cell): string {
   if (cell === null) return '\\N';
@@ -84,9 +88,6 @@ function copyText(cell: Cell): string {
   // Most strings need no escape: the test is cheaper than a replace that finds nothing.
   return COPY_SPECIAL.test(cell) ? cell.replace(COPY_SPECIALS, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')) : cell;
 }
-
-const COPY_SPECIAL = /[\\\t\n\r]/;
-const COPY_SPECIALS = /[\\\t\n\r]/g;
 
 /** One line of COPY text (tab-separated, newline-ended). */
 function copyLine(row: readonly Cell[]): string {
