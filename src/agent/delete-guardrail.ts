@@ -8,7 +8,8 @@
  */
 import type { Db } from '../dialect/types.ts';
 import { PermanentError } from '../errors/errors.ts';
-import { heldKeysTable, sourceTables } from '../snapshot/source-tables.ts';
+import { heldKeysTable } from '../snapshot/source-tables.ts';
+import { stagedRows } from '../snapshot/staged-rows.ts';
 import { controlSql } from '../snapshot/tables.ts';
 
 export const MASS_DELETE_ALLOWED = 'mass_delete_allowed';
@@ -39,12 +40,10 @@ async function isConfirmed(db: Db, args: { tenant: string; source: string; jobId
 
 /** Rows the receiver holds for a source: staging, plus keys held across a schema-drift rebuild. */
 async function heldRows(db: Db, tenant: string, source: string): Promise<number> {
-  const tables = [sourceTables(tenant, source).staging];
+  let total = await stagedRows(db, tenant, source);
   const held = heldKeysTable(tenant, source);
-  if (await controlSql(db).tableExists(db, held)) tables.push(held);
-  let total = 0;
-  for (const t of tables) {
-    const [row] = await db.query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${db.table(t)}`);
+  if (await controlSql(db).tableExists(db, held)) {
+    const [row] = await db.query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${db.table(held)}`);
     total += Number(row?.n ?? 0);
   }
   return total;

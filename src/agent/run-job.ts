@@ -17,7 +17,7 @@ import type { ClaimedJob, JobQueue } from '../queue-table/queue.ts';
 import { describeSource } from '../snapshot/introspect.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { takeKeys, takeSnapshot } from '../snapshot/snapshot.ts';
-import { sourceTables } from '../snapshot/source-tables.ts';
+import { recordStagedRows } from '../snapshot/staged-rows.ts';
 import { planRead, type ReadPlan, type RunType } from '../watermark/watermark.ts';
 import { recordWatermark, recordWatermarkEvent } from '../watermark/state.ts';
 import { prepareTables, recordSourceState } from '../snapshot/tables.ts';
@@ -153,12 +153,6 @@ async function changesIntact(db: Db, tenant: string, source: string, stats: RunS
   if (!stats || stats.upserts === undefined || stats.deletes === undefined) return true;
   const held = await countChanges(db, tenant, source);
   return held.upserts === stats.upserts && held.deletes === stats.deletes;
-}
-
-/** Rows the source's staging holds: what the receiver holds once the run's batches are applied (I1). */
-async function countRows(db: Db, tenant: string, source: string): Promise<number> {
-  const [row] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(sourceTables(tenant, source).staging)}`);
-  return Number(row?.n ?? 0);
 }
 
 export async function runJob(ctx: JobContext): Promise<RunStats> {
@@ -335,7 +329,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       schema,
       // A run that read only changed rows tells the receiver the rows it should now hold: staging, once every
       // batch is applied to it (docs/data-push-api.md, the completion).
-      sourceRows: stats.runType === 'watermark' || stats.runType === 'keydiff' ? () => countRows(controlDb, tenant.id, source.id) : (stats.sourceRows ?? 0),
+      sourceRows: stats.runType === 'watermark' || stats.runType === 'keydiff' ? 'staged' : (stats.sourceRows ?? 0),
       fence: (fn) => queue.fenced(job, fn),
       signal,
       onProgress: (p) => progress({ phase: 'push', batchesAcked: p.batchesAcked, batches: p.batches, rowsPushed: p.rows }),
@@ -365,11 +359,13 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
         await ledger.finish(runId, 'unreconciled', stats, tx, undefined, problems);
         await ledger.recordUnreconciled(tx, { runId, tenant: tenant.id, source: source.id, problems, action });
         await commitWatermark(tx);
+        await recordStagedRows(controlDb, tx, tenant.id, source.id, pushed.sourceRows);
       });
     } else {
       await queue.fenced(job, async (tx) => {
         await ledger.finish(runId, 'succeeded', stats, tx);
         await commitWatermark(tx);
+        await recordStagedRows(controlDb, tx, tenant.id, source.id, pushed.sourceRows);
       });
     }
     await recordSourceState({

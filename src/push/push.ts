@@ -13,6 +13,7 @@ import { toCdcError } from '../errors/classify.ts';
 import { PermanentError, TransientError, type ErrorContext } from '../errors/errors.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
+import { stagedRows } from '../snapshot/staged-rows.ts';
 import { createPushClient, type FailedAttempt, type PushClient } from './client.ts';
 import { frameBatch, idempotencyKey, wireSchema, type PushMode, type RunCompleted } from '../contract/wire.ts';
 import { PayloadTooLargeError } from './errors.ts';
@@ -32,6 +33,8 @@ export interface PushResult {
   batches: number;
   upserts: number;
   deletes: number;
+  /** The rows the completion told the receiver it should hold: staging's, every batch applied. */
+  sourceRows: number;
   /** Requests the receiver answered as already applied (a replayed idempotency key). */
   replays: number;
   /**
@@ -48,8 +51,12 @@ export interface PushRunArgs {
   runId: string;
   mode: PushMode;
   schema: SourceSchema;
-  /** Rows the receiver should hold after the run; a function is asked once every batch is acknowledged. */
-  sourceRows: number | (() => Promise<number>);
+  /**
+   * Rows the receiver should hold after the run. `'staged'`: what staging holds once every batch is applied
+   * (a run that read only changed rows); the acknowledgements then keep staging's row count exact
+   * (src/snapshot/staged-rows.ts), so that it is not counted.
+   */
+  sourceRows: number | 'staged';
   fence: Fence;
   onProgress?: (progress: PushProgress) => void;
   signal?: AbortSignal;
@@ -117,7 +124,7 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
   const context: ErrorContext = { tenant: tenant.id, source: source.id, runId };
   const wire = wireSchema(schema);
   const schemaJson = JSON.stringify(wire);
-  const target = { staging: tables.staging, changes: tables.changes, schema };
+  const target = { tenant: tenant.id, source: source.id, staging: tables.staging, changes: tables.changes, schema, countRows: args.sourceRows === 'staged' };
 
   try {
     const all = await listBatches(db, runId);
@@ -215,12 +222,13 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     if (failure !== undefined) throw toCdcError(failure, `Pushing run ${runId} of ${tenant.id}/${source.id}`, context);
 
     const { upserts, deletes } = await countChanges(db, tenant.id, source.id);
+    const sourceRows = args.sourceRows === 'staged' ? await stagedRows(db, tenant.id, source.id) : args.sourceRows;
     const answer = await client.postComplete(
       source.id,
-      { runId, mode: args.mode, schemaVersion: wire.version, batches: all.length, upserts, deletes, sourceRows: typeof args.sourceRows === 'number' ? args.sourceRows : await args.sourceRows() },
+      { runId, mode: args.mode, schemaVersion: wire.version, batches: all.length, upserts, deletes, sourceRows },
       { ...(args.signal ? { signal: args.signal } : {}), context },
     );
-    return { batches: all.length, upserts, deletes, replays, completion: completionOf(answer.body) };
+    return { batches: all.length, upserts, deletes, sourceRows, replays, completion: completionOf(answer.body) };
   } finally {
     if (!args.client) client.close();
   }

@@ -8,6 +8,7 @@
  */
 import type { ColumnSpec, Db, DialectName, QualifiedName, Queryable } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
+import { addStagedRows, recordStagedRows } from '../snapshot/staged-rows.ts';
 
 interface StagingDialect {
   /**
@@ -62,9 +63,17 @@ const DIALECTS: Record<DialectName, StagingDialect> = {
 };
 
 export interface StagingTarget {
+  tenant: string;
+  source: string;
   staging: QualifiedName;
   changes: QualifiedName;
   schema: SourceSchema;
+  /**
+   * Keep the source's count of staged rows exact (src/snapshot/staged-rows.ts): a run that reads only changed
+   * rows, whose completion asks for it. Otherwise each acknowledgement sets it unknown and the run's finish
+   * records it.
+   */
+  countRows: boolean;
 }
 
 /**
@@ -91,14 +100,26 @@ export async function ackAndApply(
   const changes = db.table(target.changes);
   const op = db.quote('op');
   for (const statement of d.applySettings) await tx.execute(statement);
-  const deleted = d.upsert ? ` AND c.${op} = 'D'` : '';
-  await tx.execute(d.deleteMatching(staging, `SELECT 1 FROM ${changes} AS c WHERE c.${seq} BETWEEN ${p(1)} AND ${p(2)}${deleted} AND ${keyMatch}`), [
-    batch.firstSeq,
-    batch.lastSeq,
-  ]);
+  const range = [batch.firstSeq, batch.lastSeq];
+  // Where the delete covers only deleted keys, the upserts that add a row are those whose key staging lacks,
+  // counted before they are applied (a probe of staging's key per upsert of the batch). Where it covers every
+  // key the batch touches, the insert's count less the delete's is the batch's net change.
+  const added =
+    target.countRows && d.upsert
+      ? await countQuery(tx, `SELECT count(*) AS n FROM ${changes} AS c WHERE c.${seq} BETWEEN ${p(1)} AND ${p(2)} AND c.${op} = 'U' AND NOT EXISTS (SELECT 1 FROM ${staging} AS s WHERE ${keyMatch})`, range)
+      : 0;
+  const deletedOnly = d.upsert ? ` AND c.${op} = 'D'` : '';
+  const deleted = await tx.execute(d.deleteMatching(staging, `SELECT 1 FROM ${changes} AS c WHERE c.${seq} BETWEEN ${p(1)} AND ${p(2)}${deletedOnly} AND ${keyMatch}`), range);
   const columns = target.schema.columns.map((c) => c.name);
   const names = columns.map((c) => db.quote(c)).join(', ');
   const upserted = `SELECT ${names} FROM ${changes} WHERE ${seq} BETWEEN ${p(1)} AND ${p(2)} AND ${op} = 'U'`;
-  await tx.execute(d.upsert ? d.upsert(db, staging, columns, target.schema.key, upserted) : `INSERT INTO ${staging} (${names}) ${upserted}`, [batch.firstSeq, batch.lastSeq]);
+  const inserted = await tx.execute(d.upsert ? d.upsert(db, staging, columns, target.schema.key, upserted) : `INSERT INTO ${staging} (${names}) ${upserted}`, range);
+  if (!target.countRows) await recordStagedRows(db, tx, target.tenant, target.source, null);
+  else await addStagedRows(db, tx, target.tenant, target.source, (d.upsert ? added : inserted) - deleted);
   return true;
+}
+
+async function countQuery(tx: Queryable, sql: string, params: unknown[]): Promise<number> {
+  const [row] = await tx.query<{ n: unknown }>(sql, params);
+  return Number(row?.n ?? 0);
 }

@@ -22,6 +22,7 @@ import { postgresControl } from './control-postgres.ts';
 import { where } from './introspect.ts';
 import { canonicalSchemaJson, describeDrift, parseSchemaJson, schemaFingerprint, type SourceSchema } from './schema.ts';
 import { heldKeysTable, sourceKeysTable, sourceTables } from './source-tables.ts';
+import { recordStagedRows } from './staged-rows.ts';
 
 export function controlSql(db: Db): ControlSql {
   return db.dialect === 'postgres' ? postgresControl : mssqlControl;
@@ -112,7 +113,10 @@ export async function prepareTables(args: { controlDb: Db; tenant: string; sourc
     // Same shape: only recreate what an operator may have dropped.
     await db.transaction(async (tx) => {
       if (!(await ctl.tableExists(tx, names.snapshot))) await tx.execute(createSnapshotSql(db, names.snapshot, schema));
-      if (!(await ctl.tableExists(tx, names.staging))) await tx.execute(createStagingSql(db, names.staging, schema));
+      if (!(await ctl.tableExists(tx, names.staging))) {
+        await tx.execute(createStagingSql(db, names.staging, schema));
+        await recordStagedRows(db, tx, tenant, source.id, null);
+      }
       if (!(await ctl.tableExists(tx, names.changes))) await tx.execute(createChangesSql(db, names.changes, schema));
       await ctl.upgradeScratch?.(db, tx, names);
     });
@@ -127,6 +131,7 @@ export async function prepareTables(args: { controlDb: Db; tenant: string; sourc
       await tx.execute(createStagingSql(db, names.staging, schema));
       await tx.execute(createChangesSql(db, names.changes, schema));
       await ctl.upsertState(db, tx, stateRow);
+      await recordStagedRows(db, tx, tenant, source.id, null);
     });
     return { drift: null };
   }
@@ -165,6 +170,7 @@ export async function prepareTables(args: { controlDb: Db; tenant: string; sourc
     await tx.execute(createStagingSql(db, names.staging, schema));
     await tx.execute(createChangesSql(db, names.changes, schema));
     await ctl.upsertState(db, tx, stateRow);
+    await recordStagedRows(db, tx, tenant, source.id, null);
     const detail = {
       policy: 'resync',
       changes,

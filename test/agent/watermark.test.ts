@@ -6,6 +6,7 @@
 import { afterEach, expect, it } from 'vitest';
 import type { StatusReport } from '../../src/agent/status.ts';
 import type { Db, DialectName } from '../../src/dialect/types.ts';
+import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { babelfishGap, describeEachDialect, itUnless } from '../support/databases.ts';
 import { allOk, Estate } from '../support/estate.ts';
 
@@ -76,6 +77,14 @@ async function converged(e: Estate): Promise<void> {
   expect(allOk(await e.verify('acme'))).toEqual({ items: 'ok' });
 }
 
+/** Staging's row count as the control database keeps it (cdc_source_state.staging_rows), and as counted. */
+async function stagingCount(e: Estate): Promise<{ kept: number | null; counted: number }> {
+  const db = e.control.db;
+  const [kept] = await db.query<{ n: unknown }>(`SELECT staging_rows AS n FROM cdc_source_state WHERE tenant_id = 'acme' AND source_id = 'items'`);
+  const [counted] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(sourceTables('acme', 'items').staging)}`);
+  return { kept: kept?.n === null || kept?.n === undefined ? null : Number(kept.n), counted: Number(counted?.n) };
+}
+
 let restarts = 0;
 
 /**
@@ -108,6 +117,8 @@ describeEachDialect('watermark mode through the CLI, source', (dialect) => {
     expect(first.lastRun).toMatchObject({ mode: 'initial', runType: 'full', sourceRows: ROWS, upserts: ROWS });
     expect(first.watermark).toMatchObject({ column: 'modified_at', kind: 'time', lastFullDiffFound: null });
     expect(first.watermark!.value).not.toBeNull();
+    // The onboarding's finish records what staging holds; the watermark runs keep it from there.
+    expect(await stagingCount(estate)).toEqual({ kept: ROWS, counted: ROWS });
 
     await db.execute(`UPDATE items SET qty = 100, modified_at = ${now(dialect)} WHERE id = 5`);
     await db.execute(`UPDATE items SET qty = 101, modified_at = ${now(dialect)} WHERE id = 5`);
@@ -125,6 +136,7 @@ describeEachDialect('watermark mode through the CLI, source', (dialect) => {
     const sent = await estate.receiverDb.db.query<{ row_json: string }>(`SELECT row_json FROM ${await estate.receiverTable('acme', 'items')} WHERE k0 = 5`);
     expect(JSON.parse(sent[0]!.row_json)).toMatchObject({ qty: 101 });
     expect((await estate.receiverStats('acme', 'items')).rowsHeld).toBe(ROWS + 3);
+    expect(await stagingCount(estate)).toEqual({ kept: ROWS + 3, counted: ROWS + 3 });
 
     // Unchanged: a watermark run reads the rows again that the overlap covers, and sends nothing for them.
     const idle = await sync(estate);
@@ -222,6 +234,7 @@ describeEachDialect('watermark mode through the CLI, source', (dialect) => {
     const a = await estate.startAgent('agent-a');
     expect((await estate.cli(['onboard', '--tenant', 'acme', '--wait', '--timeout', '120'])).code).toBe(0);
     await db.execute(`UPDATE items SET qty = 1000 + id, modified_at = ${now(dialect)} WHERE id <= 1500`);
+    await insertItems(db, dialect, ROWS + 1, ROWS + 200);
 
     const [jobId] = await estate.enqueue('acme');
     await estate.waitForPhase(jobId!, 'push');
@@ -232,6 +245,8 @@ describeEachDialect('watermark mode through the CLI, source', (dialect) => {
     await converged(estate);
     const after = await status(estate);
     expect(after.lastRun).toMatchObject({ runType: 'watermark', status: 'succeeded' });
+    // Each acknowledgement counted its rows once, in its own transaction, whichever agent made it.
+    expect(await stagingCount(estate)).toEqual({ kept: ROWS + 200, counted: ROWS + 200 });
     // The watermark moved with the finished run only: the next run reads nothing new and sends nothing.
     expect((await sync(estate)).lastRun).toMatchObject({ runType: 'watermark', upserts: 0, deletes: 0 });
   }, 240_000);
@@ -259,7 +274,12 @@ describeEachDialect('watermark mode through the CLI, source', (dialect) => {
       // the last run before the full diff looks for deletes
       const keyDiff = run === 20 || random() < 0.3;
       await schedule(estate, { keyDiffEvery: keyDiff ? '1ms' : '30d' });
-      types.push(String((await sync(estate)).lastRun!.runType));
+      const after = await sync(estate);
+      // Reconciled, and staging's row count, kept by the acknowledgements rather than counted, is what it holds.
+      expect(after.lastRun).toMatchObject({ status: 'succeeded' });
+      const held = (await estate.receiverStats('acme', 'items')).rowsHeld;
+      expect(await stagingCount(estate)).toEqual({ kept: held, counted: held });
+      types.push(String(after.lastRun!.runType));
     }
     expect(new Set(types)).toEqual(new Set(['watermark', 'keydiff']));
     await schedule(estate, { fullDiffEvery: '1ms', keyDiffEvery: '1ms' });

@@ -6,6 +6,7 @@ import { encodeCell } from '../../src/contract/wire.ts';
 import { createPushClient } from '../../src/push/client.ts';
 import { pushRun, type Fence } from '../../src/push/push.ts';
 import { startReceiver, type ObservedRequest, type Receiver } from '../../src/receiver/server.ts';
+import { recordStagedRows } from '../../src/snapshot/staged-rows.ts';
 import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
 import { contractValidator, createSourceTables, fillChanges, SCHEMA, setUpControl, sourceConfig, sourceRow, stagingRows, tenantConfig } from './support.ts';
 
@@ -222,6 +223,48 @@ describeEachDialect('push to the reference receiver', (dialect) => {
       expect(asLines(staged)).toEqual(await receiverLines(receiver, 'delta', 'orders'));
       const stats = await receiverStats(receiver, 'delta', 'orders');
       expect(stats).toMatchObject({ rowsHeld: 260, runsCompleted: 2, mismatches: 0 });
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it('a run that read only changed rows tells the receiver the rows staging holds, a count its acknowledgements keep (or staging counted when unknown)', async () => {
+    const receiver = await startReceiver({ port: 0, db: receiverDb.db, tokens: { kept: 'token-kept' } });
+    try {
+      const tenant = tenantConfig('kept', receiver.url);
+      const source = sourceConfig('orders');
+      await createSourceTables(control.db, 'kept', 'orders');
+      await control.db.execute(`INSERT INTO cdc_source_state (tenant_id, source_id) VALUES ('kept', 'orders')`);
+      const kept = async () => (await control.db.query<{ n: unknown }>(`SELECT staging_rows AS n FROM cdc_source_state WHERE tenant_id = 'kept'`))[0]!.n;
+      const push = async (runId: string, mode: 'initial' | 'incremental', changes: Array<{ op: 'U' | 'D'; row: Cell[] }>, sourceRows: number | 'staged') => {
+        await fillChanges(control.db, 'kept', 'orders', changes);
+        await cutBatches({ controlDb: control.db, tenant: 'kept', source: 'orders', runId, schema: SCHEMA, maxRows: 70, maxBytes: 8 * 1024 });
+        return pushRun({ controlDb: control.db, tenant, source, runId, mode, schema: SCHEMA, sourceRows, fence: (fn) => control.db.transaction(fn) });
+      };
+      // A full run's acknowledgements leave the count unknown; the run's finish records it (as run-job does).
+      await recordStagedRows(control.db, control.db, 'kept', 'orders', 0);
+      const first = await push('run-k1', 'initial', Array.from({ length: 300 }, (_, i) => ({ op: 'U', row: sourceRow(i + 1) })), 300);
+      expect(first.sourceRows).toBe(300);
+      expect(await kept()).toBeNull();
+      await recordStagedRows(control.db, control.db, 'kept', 'orders', 300);
+
+      // 50 deletes, 40 updates of staged keys, 10 new keys: 260 rows, counted by the acknowledgements alone.
+      const changes = [
+        ...Array.from({ length: 50 }, (_, i) => ({ op: 'D' as const, row: sourceRow(i * 2 + 1) })),
+        ...Array.from({ length: 40 }, (_, i) => ({ op: 'U' as const, row: sourceRow(i * 2 + 150, 1) })),
+        ...Array.from({ length: 10 }, (_, i) => ({ op: 'U' as const, row: sourceRow(1_000 + i) })),
+      ];
+      const second = await push('run-k2', 'incremental', changes, 'staged');
+      expect(second).toMatchObject({ upserts: 50, deletes: 50, sourceRows: 260, completion: { status: 'reconciled' } });
+      expect(Number(await kept())).toBe(260);
+      expect(await stagingRows(control.db, 'kept', 'orders')).toHaveLength(260);
+
+      // Unknown (a control database older than the count, or rebuilt tables): staging is counted, and stays unknown.
+      await recordStagedRows(control.db, control.db, 'kept', 'orders', null);
+      const third = await push('run-k3', 'incremental', [{ op: 'D', row: sourceRow(2) }, { op: 'U', row: sourceRow(2_000) }, { op: 'U', row: sourceRow(2_001) }], 'staged');
+      expect(third).toMatchObject({ sourceRows: 261, completion: { status: 'reconciled' } });
+      expect(await kept()).toBeNull();
+      expect(await receiverStats(receiver, 'kept', 'orders')).toMatchObject({ rowsHeld: 261, runsCompleted: 3, mismatches: 0 });
     } finally {
       await receiver.close();
     }
