@@ -248,13 +248,16 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       source,
       schema,
       signal,
+      // Described a moment ago, for this run: a shape that moved since fails the read itself (a column gone or
+      // renamed) or is the next run's drift, as after any description.
+      described,
       ...(read.delta ? { delta: read.delta } : {}),
       onProgress: (rows) => progress({ phase: 'snapshot', snapshotRows: rows }),
     });
     runLog.info({ phase: 'snapshot', rows: snap.rows, ms: Date.now() - started }, 'snapshot taken');
     if (read.type === 'keydiff') {
       const keysStarted = Date.now();
-      const keys = await takeKeys({ sourceDb, controlDb, tenant: tenant.id, source, schema, signal });
+      const keys = await takeKeys({ sourceDb, controlDb, tenant: tenant.id, source, schema, signal, described });
       stats.keysRead = keys.rows;
       runLog.info({ phase: 'snapshot', keys: keys.rows, ms: Date.now() - keysStarted }, 'source keys read');
     }

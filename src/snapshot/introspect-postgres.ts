@@ -106,25 +106,22 @@ export const postgresCatalog: SourceCatalog = {
   async describe(db: Db, ref, where) {
     if ('table' in ref) {
       const relation = db.table(parseQualifiedName(ref.table));
-      const found = await db.query<{ oid: string | null }>('SELECT to_regclass($1)::oid::text AS oid', [relation]);
-      const oid = found[0]?.oid;
-      if (!oid) throw new PermanentError(`${where}: table or view ${relation} does not exist or is not visible to the agent's login; check the source's table in the configuration, or GRANT SELECT on it to that login.`);
-      const rows = await db.query<CatalogRow>(
+      // One statement for the columns and the primary key's order: every run describes its source again (drift),
+      // and on a backend that has just started each catalog statement is its own cost to the tenant's server.
+      const rows = await db.query<CatalogRow & { key_ord: unknown }>(
         `SELECT a.attname AS name, NOT a.attnotnull AS nullable,
            format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END, CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END) AS formatted,
-           CASE WHEN t.typtype = 'd' THEN bt.typtype ELSE t.typtype END AS typtype
+           CASE WHEN t.typtype = 'd' THEN bt.typtype ELSE t.typtype END AS typtype, k.ord AS key_ord
          FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
-         WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
-        [oid],
+           LEFT JOIN (SELECT k.attnum, k.ord FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                      WHERE i.indrelid = to_regclass($1) AND i.indisprimary) AS k ON k.attnum = a.attnum
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+        [relation],
       );
-      const key = await db.query<{ name: string }>(
-        `SELECT a.attname AS name FROM pg_index i
-           CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = $1::oid AND i.indisprimary ORDER BY k.ord`,
-        [oid],
-      );
-      return { columns: toColumns(rows, where), primaryKey: key.map((k) => k.name) };
+      // No column: no such relation visible to the login (a relation of no columns has nothing to carry either).
+      if (rows.length === 0) throw new PermanentError(`${where}: table or view ${relation} does not exist or is not visible to the agent's login; check the source's table in the configuration, or GRANT SELECT on it to that login.`);
+      const primaryKey = rows.filter((r) => r.key_ord !== null).sort((a, b) => Number(a.key_ord) - Number(b.key_ord)).map((r) => r.name);
+      return { columns: toColumns(rows, where), primaryKey };
     }
     // A query: its row description gives each column's type oid and modifier without reading a row.
     const pool = (db as PostgresDb).pool;

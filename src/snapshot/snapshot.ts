@@ -31,11 +31,13 @@ export async function takeSnapshot(args: {
    * `copy` is the same condition for a raw COPY, its values as the COPY's settings.
    */
   delta?: { where: string; params: readonly unknown[]; copy?: { where: string; settings: Readonly<Record<string, string>> } };
+  /** The source as the caller described it for this run, just before (its schema is `schema`); absent: described again. */
+  described?: DescribedSource;
 }): Promise<{ rows: number }> {
   const { sourceDb, controlDb, tenant, source, schema, onProgress, signal, delta } = args;
   const context = { tenant, source: source.id };
   signal?.throwIfAborted();
-  const described = await describeAgain(sourceDb, tenant, source, schema);
+  const described = args.described ?? (await describeAgain(sourceDb, tenant, source, schema));
   const { snapshot } = sourceTables(tenant, source.id);
   // The diff's key index would slow the load down; the diff builds it again afterwards.
   await controlDb.execute(controlSql(controlDb).dropIndexSql(controlDb, snapshot, snapshotKeyIndex(tenant, source.id)));
@@ -100,11 +102,11 @@ async function describeAgain(sourceDb: Db, tenant: string, source: SourceConfig,
  * A keydiff run's second read (src/watermark/watermark.ts): every key of the source, key columns only, into the
  * source's keys table, which is made afresh each time (its shape follows the key's).
  */
-export async function takeKeys(args: { sourceDb: Db; controlDb: Db; tenant: string; source: SourceConfig; schema: SourceSchema; signal?: AbortSignal }): Promise<{ rows: number }> {
+export async function takeKeys(args: { sourceDb: Db; controlDb: Db; tenant: string; source: SourceConfig; schema: SourceSchema; signal?: AbortSignal; described?: DescribedSource }): Promise<{ rows: number }> {
   const { sourceDb, controlDb, tenant, source, schema, signal } = args;
   const context = { tenant, source: source.id };
   signal?.throwIfAborted();
-  const described = await describeAgain(sourceDb, tenant, source, schema);
+  const described = args.described ?? (await describeAgain(sourceDb, tenant, source, schema));
   const keys = sourceKeysTable(tenant, source.id);
   const keyColumns = schema.key.map((k) => schema.columns.find((c) => c.name === k)!);
   const items = keyColumns.map((c) => described.items[schema.columns.indexOf(c)]!);
