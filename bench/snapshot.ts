@@ -56,7 +56,7 @@ export async function run(args: string[]): Promise<void> {
     const schema = await introspectSource(db, tenant, source);
     await prepareTables({ controlDb: db, tenant, source, schema, runId: 'r1' });
     const [snap1, snapshotInitial] = await timed(() => takeSnapshot({ sourceDb: db, controlDb: db, tenant, source, schema }));
-    const [initial, diffInitial] = await timed(() => computeDiff({ controlDb: db, tenant, source, schema }));
+    const [initial, diffInitial] = await timed(() => computeDiff({ controlDb: db, tenant, source, schema, snapshotSet: false }).then(({ upserts, deletes }) => ({ upserts, deletes })));
 
     // What the push stage leaves behind once every batch is acknowledged.
     const t = sourceTables(tenant, source.id);
@@ -69,7 +69,7 @@ export async function run(args: string[]): Promise<void> {
     await fill(n + 1, n + n / 200);
     await prepareTables({ controlDb: db, tenant, source, schema, runId: 'r2' });
     const [snap2, snapshotIncremental] = await timed(() => takeSnapshot({ sourceDb: db, controlDb: db, tenant, source, schema }));
-    const [incremental, diffIncremental] = await timed(() => computeDiff({ controlDb: db, tenant, source, schema }));
+    const [incremental, diffIncremental] = await timed(() => computeDiff({ controlDb: db, tenant, source, schema, snapshotSet: false }).then(({ upserts, deletes }) => ({ upserts, deletes })));
     const peak = rss.stop();
 
     const r = (x: number) => Math.round(x * 100) / 100;

@@ -67,7 +67,7 @@ export async function planSource(args: {
     const snap = await takeSnapshot({ sourceDb, controlDb: db, tenant: tenant.id, source, schema, ...(read.delta ? { delta: read.delta } : {}) });
     if (read.type === 'keydiff') await takeKeys({ sourceDb, controlDb: db, tenant: tenant.id, source, schema });
     const scope = read.type === 'watermark' ? 'delta' : read.type === 'keydiff' ? 'keydiff' : 'full';
-    const diff = await computeDiff({ controlDb: db, tenant: tenant.id, source, schema, scope });
+    const diff = await computeDiff({ controlDb: db, tenant: tenant.id, source, schema, scope, snapshotSet: false });
     const columns = [{ name: 'op', type: { kind: 'string' as const, maxLength: 1 }, nullable: false }, ...schema.columns];
     const sample: PlanReport['sample'] = [];
     const keyed = new Set(schema.key);

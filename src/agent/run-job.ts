@@ -10,6 +10,7 @@ import type { SourceConfig, TenantConfig } from '../config/schema.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
 import { PermanentError } from '../errors/errors.ts';
 import { countChanges, cutBatches } from '../batching/batches.ts';
+import type { ChangeSetKind } from '../batching/snapshot-set.ts';
 import { computeDiff } from '../cdc/diff.ts';
 import type { PushMode } from '../contract/wire.ts';
 import { pushRun } from '../push/push.ts';
@@ -59,6 +60,8 @@ export interface RunStats {
   runReason?: string;
   /** A watermark source's read: from which committed watermark, and the one its finish commits. */
   watermark?: NonNullable<ReadPlan['watermark']>;
+  /** Where the diff left the changes: absent for the change table, 'snapshot' for an onboarding's (src/batching/snapshot-set.ts). */
+  changeSet?: ChangeSetKind;
   [key: string]: unknown;
 }
 
@@ -148,10 +151,10 @@ function progressWriter(ctx: JobContext, runId: string, base: () => RunStats): (
   };
 }
 
-/** Whether the change table still holds the run's changes (counted by the diff into the job's stats). */
+/** Whether the change table (or the snapshot) still holds the run's changes (counted by the diff into the job's stats). */
 async function changesIntact(db: Db, tenant: string, source: string, stats: RunStats | null): Promise<boolean> {
   if (!stats || stats.upserts === undefined || stats.deletes === undefined) return true;
-  const held = await countChanges(db, tenant, source);
+  const held = await countChanges(db, tenant, source, stats.changeSet ?? 'table');
   return held.upserts === stats.upserts && held.deletes === stats.deletes;
 }
 
@@ -294,6 +297,8 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       const guard = await checkDeleteGuardrail({ controlDb, tenant: tenant.id, source: source.id, jobId: job.id, runId, deletes: diff.deletes, maxDeletePercent: source.maxDeletePercent });
       if (guard.confirmed) runLog.warn({ phase: 'diff', deletes: diff.deletes, held: guard.held }, 'mass delete confirmed by an operator (sync --allow-mass-delete); pushing it');
     }
+    if (diff.changeSet === 'snapshot') stats.changeSet = 'snapshot';
+    else delete stats.changeSet;
     await setPhase('batch', { upserts: diff.upserts, deletes: diff.deletes });
   }
 
@@ -307,6 +312,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       schema,
       maxRows: source.batch.maxRows,
       maxBytes: source.batch.maxBytes,
+      ...(stats.changeSet ? { changeSet: stats.changeSet } : {}),
     });
     await setPhase('push', { batches: cut.batches, upserts: cut.upserts, deletes: cut.deletes });
   }
@@ -333,6 +339,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       // A run that read only changed rows tells the receiver the rows it should now hold: staging, once every
       // batch is applied to it (docs/data-push-api.md, the completion).
       sourceRows: stats.runType === 'watermark' || stats.runType === 'keydiff' ? 'staged' : (stats.sourceRows ?? 0),
+      ...(stats.changeSet ? { changeSet: stats.changeSet } : {}),
       fence: (fn) => queue.fenced(job, fn),
       signal,
       onProgress: (p) => progress({ phase: 'push', batchesAcked: p.batchesAcked, batches: p.batches, rowsPushed: p.rows }),

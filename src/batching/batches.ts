@@ -8,6 +8,7 @@ import type { SourceSchema } from '../snapshot/schema.ts';
 import { sourceTables } from '../snapshot/source-tables.ts';
 import { groupedBatches, readChangeSizes } from './change-set.ts';
 import { BatchCutter, type BatchPlan } from './cut.ts';
+import { countSnapshotSet, cutSnapshotBatches, type ChangeSetKind } from './snapshot-set.ts';
 
 export interface RecordedBatch {
   batchNo: number;
@@ -44,9 +45,10 @@ export async function listBatches(db: Queryable & Pick<Db, 'param'>, runId: stri
   }));
 }
 
-/** Upserts and deletes in the change table. */
-export async function countChanges(db: Db, tenant: string, source: string): Promise<{ upserts: number; deletes: number }> {
-  const { changes } = sourceTables(tenant, source);
+/** Upserts and deletes in the run's change set: the change table, or the snapshot (every row an upsert). */
+export async function countChanges(db: Db, tenant: string, source: string, kind: ChangeSetKind = 'table'): Promise<{ upserts: number; deletes: number }> {
+  const { changes, snapshot } = sourceTables(tenant, source);
+  if (kind === 'snapshot') return countSnapshotSet(db, snapshot);
   const rows = await db.query<{ op: string; n: unknown }>(`SELECT ${db.quote('op')} AS op, COUNT(*) AS n FROM ${db.table(changes)} GROUP BY ${db.quote('op')}`);
   let upserts = 0;
   let deletes = 0;
@@ -94,16 +96,23 @@ export async function cutBatches(args: {
   schema: SourceSchema;
   maxRows: number;
   maxBytes: number;
+  /** Where the diff left the run's changes (default: the change table). */
+  changeSet?: ChangeSetKind;
 }): Promise<CutResult> {
   const { controlDb: db } = args;
+  const kind = args.changeSet ?? 'table';
   const existing = await listBatches(db, args.runId);
-  if (existing.length > 0) return { batches: existing.length, ...(await countChanges(db, args.tenant, args.source)) };
+  if (existing.length > 0) return { batches: existing.length, ...(await countChanges(db, args.tenant, args.source, kind)) };
 
-  const { changes } = sourceTables(args.tenant, args.source);
+  const { changes, snapshot } = sourceTables(args.tenant, args.source);
   const limits = { maxRows: args.maxRows, maxBytes: args.maxBytes };
   // One entry per batch stays in memory, never the rows. Where every maxRows changes fit in maxBytes (the usual
-  // case) the server cuts them in one grouped query; else they are cut change by change here.
-  const plans: BatchPlan[] = (await groupedBatches(db, changes, args.schema, limits)) ?? (await cutChangeByChange(db, changes, args.schema, limits));
+  // case) the server cuts them in one grouped query; else they are cut change by change here. A snapshot set is
+  // cut by heap pages, its bytes unknown until each batch is rendered.
+  const plans: BatchPlan[] =
+    kind === 'snapshot'
+      ? await cutSnapshotBatches(db, snapshot, args.maxRows)
+      : ((await groupedBatches(db, changes, args.schema, limits)) ?? (await cutChangeByChange(db, changes, args.schema, limits)));
 
   const written = await db
     .transaction(async (tx) => {
@@ -115,7 +124,7 @@ export async function cutBatches(args: {
       if ((await listBatches(db, args.runId)).length > 0) return false;
       throw error;
     });
-  if (!written) return { batches: (await listBatches(db, args.runId)).length, ...(await countChanges(db, args.tenant, args.source)) };
+  if (!written) return { batches: (await listBatches(db, args.runId)).length, ...(await countChanges(db, args.tenant, args.source, kind)) };
 
   const upserts = plans.reduce((n, b) => n + b.upserts, 0);
   const deletes = plans.reduce((n, b) => n + b.deletes, 0);

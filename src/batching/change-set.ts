@@ -9,6 +9,7 @@ import type { BatchPlan } from './cut.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { binaryTuples, visitTuples } from './copy-binary.ts';
 import { entrySql } from './render-postgres.ts';
+import { snapshotEntriesSql, type ChangeSetKind } from './snapshot-set.ts';
 
 /** A change entry as UTF-8 bytes: what the push stage frames into a batch body without making a JS string. */
 export interface EncodedChangeBytes {
@@ -158,7 +159,15 @@ export async function* readChangeBytes(
   schema: SourceSchema,
   range?: { first: bigint; last: bigint },
   encoder?: 'sql' | 'node',
+  kind: ChangeSetKind = 'table',
 ): AsyncIterable<EncodedChangeBytes> {
+  if (kind === 'snapshot') {
+    if (!range) throw new Error('a snapshot change set is read a batch at a time');
+    for await (const t of binaryTuples(await db.copyOut!(`COPY (${snapshotEntriesSql(db, changes, schema, SQL_ENTRY.postgres!(db, schema), range)}) TO STDOUT (FORMAT binary)`))) {
+      yield { seq: t[0]!.readBigInt64BE(0), op: 'U', entry: t[2]! };
+    }
+    return;
+  }
   if ((encoder ?? (await changeEncoder(db))) === 'sql') {
     const sql = `SELECT ${db.quote('seq')}, upper(trim(${db.quote('op')})), ${entryColumn(db, schema)} FROM ${db.table(changes)}${rangeWhere(db, range)} ORDER BY ${db.quote('seq')}`;
     for await (const t of binaryTuples(await db.copyOut!(`COPY (${sql}) TO STDOUT (FORMAT binary)`))) {
@@ -179,7 +188,8 @@ const D_BYTE = 0x44;
  * a batch body (src/push/push.ts). `frame.size` is the entries' expected size with their commas (the batch's
  * recorded bytes − 1); the buffer is sized from it once. With SQL rendering the entries are copied straight out
  * of the COPY stream's chunks, never one Buffer or string per entry (per-entry slices, their arrays and the join
- * of 10,000 parts were ≈ 1.4–1.8 CPU-s per 1M rows of the agent process; this is a memcpy).
+ * of 10,000 parts were ≈ 1.4–1.8 CPU-s per 1M rows of the agent process; this is a memcpy). With `kind`
+ * 'snapshot', `changes` is the snapshot and the entries are rendered as they are read (src/batching/snapshot-set.ts).
  */
 export async function readJoinedEntries(
   db: Db,
@@ -187,6 +197,7 @@ export async function readJoinedEntries(
   schema: SourceSchema,
   range: { first: bigint; last: bigint },
   frame: { head: Buffer; tail: Buffer; size: number },
+  kind: ChangeSetKind = 'table',
 ): Promise<{ rows: number; body: Buffer }> {
   const { head, tail } = frame;
   let out = Buffer.allocUnsafe(head.length + Math.max(0, frame.size) + tail.length);
@@ -198,11 +209,16 @@ export async function readJoinedEntries(
     out = grown;
   };
   let rows = 0;
-  if ((await changeEncoder(db)) === 'sql') {
+  if (kind === 'snapshot' || (await changeEncoder(db)) === 'sql') {
     // op is read as stored (char(1), written by the diff as 'U' or 'D'): upper(trim()) on every row cost the
     // server ≈ 0.25 CPU-s per 1M rows.
-    for (const entry of [storedEntryColumn(db), entryColumn(db, schema)]) {
-      const sql = `SELECT ${db.quote('seq')}, ${db.quote('op')}, ${entry} FROM ${db.table(changes)}${rangeWhere(db, range)} ORDER BY ${db.quote('seq')}`;
+    const reads =
+      kind === 'snapshot'
+        ? [snapshotEntriesSql(db, changes, schema, SQL_ENTRY.postgres!(db, schema), range)]
+        : [storedEntryColumn(db), entryColumn(db, schema)].map(
+            (entry) => `SELECT ${db.quote('seq')}, ${db.quote('op')}, ${entry} FROM ${db.table(changes)}${rangeWhere(db, range)} ORDER BY ${db.quote('seq')}`,
+          );
+    for (const sql of reads) {
       let unrendered = false;
       rows = 0;
       at = head.length;

@@ -13,6 +13,7 @@ import type { SourceSchema } from '../snapshot/schema.ts';
 import { heldKeysTable, snapshotKeyIndex, sourceKeysTable, sourceTables } from '../snapshot/source-tables.ts';
 import { controlSql } from '../snapshot/tables.ts';
 import { storedEntrySql } from '../batching/change-set.ts';
+import { countSnapshotSet, snapshotSetSupported, type ChangeSetKind } from '../batching/snapshot-set.ts';
 import PQueue from 'p-queue';
 import { PART_SEQ_OFFSET, type DiffSql, type DiffTables } from './diff-sql.ts';
 import { mssqlDiff } from './diff-mssql.ts';
@@ -70,7 +71,12 @@ export async function computeDiff(args: {
    * the snapshot lack.
    */
   scope?: 'full' | 'delta' | 'keydiff';
-}): Promise<{ upserts: number; deletes: number }> {
+  /**
+   * Whether an initial sync may leave its changes in the snapshot (src/batching/snapshot-set.ts) instead of the
+   * change table (default true; `plan` reads its sample from the change table).
+   */
+  snapshotSet?: boolean;
+}): Promise<{ upserts: number; deletes: number; changeSet: ChangeSetKind }> {
   const { controlDb: db, tenant, source, schema } = args;
   const everyRow = args.everyRow === true;
   const sql = diffSql(db);
@@ -145,6 +151,8 @@ export async function computeDiff(args: {
     (await db.query(sql.anyRow(db, names.staging))).length === 0 && (tables.held === null || (await db.query(sql.anyRow(db, tables.held))).length === 0);
   if (initialSync) {
     await failOnBadKey();
+    // The snapshot is the change set: nothing to fill; each batch is rendered from it when it is pushed.
+    if (args.snapshotSet !== false && entry !== undefined && (await snapshotSetSupported(db))) return { ...(await countSnapshotSet(db, names.snapshot)), changeSet: 'snapshot' };
     // Rendering every entry is most of an initial diff's time, on one core: two connections fill the two
     // halves of the key range at once, split at the snapshot's middle key (seq numbers continue across it).
     const half = connections >= 2 ? sql.allUpsertsHalf : undefined;
@@ -157,7 +165,7 @@ export async function computeDiff(args: {
           context: { tenant, source: source.id },
         });
       }
-      return { upserts: rows, deletes: 0 };
+      return { upserts: rows, deletes: 0, changeSet: 'table' };
     }
   } else if (sql.changesPart && tables.held === null) {
     // An incremental diff is one hash join on one core (the key check's index build is short): split it into
@@ -183,15 +191,15 @@ export async function computeDiff(args: {
       return countChanges();
     }
   }
-  if (initialSync) return { upserts: await fillOne(sql.allUpserts(db, tables, schema, entry)), deletes: 0 };
+  if (initialSync) return { upserts: await fillOne(sql.allUpserts(db, tables, schema, entry)), deletes: 0, changeSet: 'table' };
   await fillOne(sql.changes(db, tables, schema, entry, everyRow));
   return countChanges();
 
-  async function countChanges(): Promise<{ upserts: number; deletes: number }> {
+  async function countChanges(): Promise<{ upserts: number; deletes: number; changeSet: ChangeSetKind }> {
     const counts = await db.query<{ op: string; n: number | string | bigint }>(
       `SELECT ${db.quote('op')} AS op, count(*) AS n FROM ${db.table(names.changes)} GROUP BY ${db.quote('op')}`,
     );
     const count = (op: string) => Number(counts.find((c) => c.op === op)?.n ?? 0);
-    return { upserts: count('U'), deletes: count('D') };
+    return { upserts: count('U'), deletes: count('D'), changeSet: 'table' };
   }
 }

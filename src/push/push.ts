@@ -18,6 +18,7 @@ import { createPushClient, type FailedAttempt, type PushClient } from './client.
 import { frameBatch, idempotencyKey, wireSchema, type PushMode, type RunCompleted } from '../contract/wire.ts';
 import { PayloadTooLargeError } from './errors.ts';
 import { ackAndApply } from './staging.ts';
+import type { ChangeSetKind } from '../batching/snapshot-set.ts';
 
 /** The queue's lease fencing: runs `fn` in a transaction that only commits while this worker holds the lease. */
 export type Fence = <T>(fn: (tx: Queryable) => Promise<T>) => Promise<T>;
@@ -57,6 +58,8 @@ export interface PushRunArgs {
    * (src/snapshot/staged-rows.ts), so that it is not counted.
    */
   sourceRows: number | 'staged';
+  /** Where the diff left the run's changes (default: the change table; src/batching/snapshot-set.ts). */
+  changeSet?: ChangeSetKind;
   fence: Fence;
   onProgress?: (progress: PushProgress) => void;
   signal?: AbortSignal;
@@ -124,7 +127,9 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
   const context: ErrorContext = { tenant: tenant.id, source: source.id, runId };
   const wire = wireSchema(schema);
   const schemaJson = JSON.stringify(wire);
-  const target = { tenant: tenant.id, source: source.id, staging: tables.staging, changes: tables.changes, schema, countRows: args.sourceRows === 'staged' };
+  const kind = args.changeSet ?? 'table';
+  const from = kind === 'snapshot' ? tables.snapshot : tables.changes;
+  const target = { tenant: tenant.id, source: source.id, staging: tables.staging, changes: tables.changes, changeSet: kind, snapshot: tables.snapshot, schema, countRows: args.sourceRows === 'staged' };
 
   try {
     const all = await listBatches(db, runId);
@@ -138,16 +143,17 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     /** A batch's change entries as the change table holds them, checked against the recorded row count. */
     const readEntries = async (batch: RecordedBatch): Promise<Buffer[]> => {
       const entries: Buffer[] = [];
-      for await (const change of readChangeBytes(db, tables.changes, schema, { first: batch.firstSeq, last: batch.lastSeq })) entries.push(change.entry);
+      for await (const change of readChangeBytes(db, from, schema, { first: batch.firstSeq, last: batch.lastSeq }, undefined, kind)) entries.push(change.entry);
       if (entries.length !== batch.rows) throw emptied(batch, entries.length);
       return entries;
     };
-    // The change table is scratch: a restart of the control database empties it (UNLOGGED on PostgreSQL).
-    // Retried, the job finds the run's changes gone and starts a fresh run from staging (src/agent/run-job.ts).
+    // The change table (or the snapshot) is scratch: a restart of the control database empties it (UNLOGGED on
+    // PostgreSQL). Retried, the job finds the run's changes gone and starts a fresh run from staging (src/agent/run-job.ts).
+    const held = kind === 'snapshot' ? 'the snapshot' : 'the change table';
     const emptied = (batch: RecordedBatch, read: number) =>
       new TransientError(
-        `Batch ${batch.batchNo} of run ${runId} should hold ${batch.rows} changes but the change table has ${read}; ` +
-          'the change table was emptied or rewritten under a running push. The job will retry with a fresh run.',
+        `Batch ${batch.batchNo} of run ${runId} should hold ${batch.rows} changes but ${held} has ${read}; ` +
+          `${held} was emptied or rewritten under a running push. The job will retry with a fresh run.`,
         { context },
       );
 
@@ -160,6 +166,24 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
      */
     const send = async (batch: RecordedBatch, body: Buffer, count: number, part: string | undefined, entriesOf: () => Promise<Buffer[]>): Promise<number> => {
       if (stopped()) throw failure ?? args.signal?.reason;
+      const sendHalves = async (): Promise<number> => {
+        const sendHalf = (half: Buffer[], suffix: '1' | '2') => {
+          const sub = part === undefined ? suffix : `${part}.${suffix}`;
+          return send(batch, frame(batch, half, sub), half.length, sub, () => Promise.resolve(half));
+        };
+        const [first, second] = halves(await entriesOf());
+        const a = await sendHalf(first, '1');
+        const b = await sendHalf(second, '2');
+        return a + b;
+      };
+      // Entries over the source's maxBytes (a batch cut before its entries were rendered: a snapshot set) travel
+      // in halves, as after a 413, without asking the receiver first.
+      if (count > 1 && body.length - bodyFrame(header(batch, part)).head.length - CLOSE.length > source.batch.maxBytes) {
+        // This frame would hold the oversized body while its halves are read and sent.
+        // eslint-disable-next-line no-useless-assignment
+        body = RELEASED;
+        return sendHalves();
+      }
       const key = idempotencyKey(runId, batch.batchNo, part);
       try {
         const request = client.postBatch(source.id, key, body, { ...(args.signal ? { signal: args.signal } : {}), context });
@@ -177,21 +201,16 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
             { cause: error, context },
           );
         }
-        const sendHalf = (half: Buffer[], suffix: '1' | '2') => {
-          const sub = part === undefined ? suffix : `${part}.${suffix}`;
-          return send(batch, frame(batch, half, sub), half.length, sub, () => Promise.resolve(half));
-        };
-        const [first, second] = halves(await entriesOf());
-        const a = await sendHalf(first, '1');
-        const b = await sendHalf(second, '2');
-        return 1 + a + b;
+        return 1 + (await sendHalves());
       }
     };
 
     /** The whole batch's body, its entries copied into it as read (a 413 reads them again one by one). */
     const framed = async (batch: RecordedBatch): Promise<Buffer> => {
       const range = { first: batch.firstSeq, last: batch.lastSeq };
-      const { rows: read, body } = await readJoinedEntries(db, tables.changes, schema, range, { ...bodyFrame(header(batch, undefined)), size: batch.bytes - 1 });
+      // A snapshot set's batches were cut without their bytes (0): the body is sized by a guess and grows.
+      const size = batch.bytes > 0 ? batch.bytes - 1 : batch.rows * 256;
+      const { rows: read, body } = await readJoinedEntries(db, from, schema, range, { ...bodyFrame(header(batch, undefined)), size }, kind);
       if (read !== batch.rows) throw emptied(batch, read);
       return body;
     };
@@ -221,7 +240,7 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
     args.signal?.throwIfAborted();
     if (failure !== undefined) throw toCdcError(failure, `Pushing run ${runId} of ${tenant.id}/${source.id}`, context);
 
-    const { upserts, deletes } = await countChanges(db, tenant.id, source.id);
+    const { upserts, deletes } = await countChanges(db, tenant.id, source.id, kind);
     const sourceRows = args.sourceRows === 'staged' ? await stagedRows(db, tenant.id, source.id) : args.sourceRows;
     const answer = await client.postComplete(
       source.id,

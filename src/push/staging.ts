@@ -9,6 +9,7 @@
 import type { ColumnSpec, Db, DialectName, QualifiedName, Queryable } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { addStagedRows, recordStagedRows } from '../snapshot/staged-rows.ts';
+import { snapshotRangeSql, type ChangeSetKind } from '../batching/snapshot-set.ts';
 
 interface StagingDialect {
   /**
@@ -67,6 +68,9 @@ export interface StagingTarget {
   source: string;
   staging: QualifiedName;
   changes: QualifiedName;
+  /** Where the run's changes are (src/batching/snapshot-set.ts); with 'snapshot', `snapshot` is read instead of `changes`. */
+  changeSet?: ChangeSetKind;
+  snapshot?: QualifiedName;
   schema: SourceSchema;
   /**
    * Keep the source's count of staged rows exact (src/snapshot/staged-rows.ts): a run that reads only changed
@@ -93,6 +97,10 @@ export async function ackAndApply(
     [batch.runId, batch.batchNo, batch.attempts],
   );
   if (acked === 0) return false;
+  if (target.changeSet === 'snapshot') {
+    await applySnapshotRange(db, tx, d, target, batch);
+    return true;
+  }
   const byName = new Map(target.schema.columns.map((c) => [c.name, c]));
   const keyMatch = target.schema.key.map((k) => d.keyEquals(db, byName.get(k)!)).join(' AND ');
   const seq = db.quote('seq');
@@ -117,6 +125,25 @@ export async function ackAndApply(
   if (!target.countRows) await recordStagedRows(db, tx, target.tenant, target.source, null);
   else await addStagedRows(db, tx, target.tenant, target.source, (d.upsert ? added : inserted) - deleted);
   return true;
+}
+
+/**
+ * A batch of a snapshot set: every row of its heap range is an upsert (an onboarding, staging empty at its
+ * start), so nothing is deleted and the rows go from the snapshot into staging.
+ */
+async function applySnapshotRange(db: Db, tx: Queryable, d: StagingDialect, target: StagingTarget, batch: { firstSeq: bigint; lastSeq: bigint }): Promise<void> {
+  if (!d.upsert || !target.snapshot) throw new Error(`a snapshot change set needs a PostgreSQL control database and its snapshot table`);
+  const staging = db.table(target.staging);
+  const range = { first: batch.firstSeq, last: batch.lastSeq };
+  const columns = target.schema.columns.map((c) => c.name);
+  const byName = new Map(target.schema.columns.map((c) => [c.name, c]));
+  const keyMatch = target.schema.key.map((k) => d.keyEquals(db, byName.get(k)!)).join(' AND ');
+  const added = target.countRows
+    ? await countQuery(tx, snapshotRangeSql(db, target.snapshot, 'count(*) AS n', range) + ` AND NOT EXISTS (SELECT 1 FROM ${staging} AS s WHERE ${keyMatch})`, [])
+    : 0;
+  await tx.execute(d.upsert(db, staging, columns, target.schema.key, snapshotRangeSql(db, target.snapshot, columns.map((c) => `c.${db.quote(c)}`).join(', '), range)));
+  if (!target.countRows) await recordStagedRows(db, tx, target.tenant, target.source, null);
+  else await addStagedRows(db, tx, target.tenant, target.source, added);
 }
 
 async function countQuery(tx: Queryable, sql: string, params: unknown[]): Promise<number> {

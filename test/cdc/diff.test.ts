@@ -173,8 +173,8 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
     const { changes } = sourceTables(TENANT, cfg.id);
     const whole = { cells: first.changes, entries: await collect(readChanges(ctl, changes, first.schema)) };
 
-    const split = await computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, splitFillRows: 2 });
-    expect(split).toEqual({ upserts: 1001, deletes: 0 });
+    const split = await computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, snapshotSet: false, splitFillRows: 2 });
+    expect(split).toEqual({ upserts: 1001, deletes: 0, changeSet: 'table' });
     const again = await runOnceChanges(cfg.id, first.schema);
     expect(again.cells).toEqual(whole.cells);
     expect(again.entries).toEqual(whole.entries);
@@ -210,8 +210,8 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
       { partRows: undefined, connections: 1, boundaries: [] },
       { partRows: 300, connections: 1, boundaries: [250, 500, 750] },
     ]) {
-      const split = await computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, splitFillRows: 2, connections, ...(partRows ? { partRows } : {}) });
-      expect(split).toEqual({ upserts: 7, deletes: 3 });
+      const split = await computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, snapshotSet: false, splitFillRows: 2, connections, ...(partRows ? { partRows } : {}) });
+      expect(split).toEqual({ upserts: 7, deletes: 3, changeSet: 'table' });
       const again = await runOnceChanges(cfg.id, first.schema);
       expect(withoutSeq(again.cells)).toEqual(withoutSeq(whole.cells));
       expect(withoutSeq(again.entries)).toEqual(withoutSeq(whole.entries));
@@ -325,9 +325,9 @@ describeEachPair('snapshot and diff', (sourceDialect, controlDialect) => {
       const changes = await collect(ctl.readCells(sourceTables(TENANT, cfg.id).changes, [{ name: 'seq', type: { kind: 'int64' }, nullable: false }]));
       expect(changes).toEqual([]);
       // computeDiff alone says the same (the agent may resume a run at the diff phase)
-      await expect(computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema })).rejects.toMatchObject({ retryable: false });
+      await expect(computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, snapshotSet: false })).rejects.toMatchObject({ retryable: false });
       // and so does a diff split into parts, none of which commits
-      await expect(computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, splitFillRows: 2 })).rejects.toMatchObject({ retryable: false });
+      await expect(computeDiff({ controlDb: ctl, tenant: TENANT, source: cfg, schema: first.schema, snapshotSet: false, splitFillRows: 2 })).rejects.toMatchObject({ retryable: false });
       expect(await collect(ctl.readCells(sourceTables(TENANT, cfg.id).changes, [{ name: 'seq', type: { kind: 'int64' }, nullable: false }]))).toEqual([]);
     });
   }

@@ -74,7 +74,7 @@ export async function runOnce(sourceDb: Db, controlDb: Db, tenant: string, sourc
   const schema = await introspectSource(sourceDb, tenant, source);
   const { drift } = await prepareTables({ controlDb, tenant, source, schema, runId });
   const { rows } = await takeSnapshot({ sourceDb, controlDb, tenant, source, schema });
-  const { upserts, deletes } = await computeDiff({ controlDb, tenant, source, schema });
+  const { upserts, deletes } = await computeDiff({ controlDb, tenant, source, schema, snapshotSet: false });
   return { schema, drift, rows, upserts, deletes, changes: await readChanges(controlDb, tenant, source.id, schema) };
 }
 

@@ -1,0 +1,118 @@
+/**
+ * An onboarding's change set is its snapshot (issue 20): when staging is empty every snapshot row is an upsert,
+ * so on PostgreSQL 14+ the diff writes no change table. Batches are ranges of the snapshot's heap, a row's seq is
+ * its tuple id (page × 2^16 + line pointer), and each batch's entries are rendered from the snapshot when it is
+ * pushed, where the change table's fill rendered and wrote every entry, and the cut, the push and the staging
+ * apply each read it back (≈ 450 bytes a row: most of the control database's share of an onboarding,
+ * docs/benchmarks.md).
+ *
+ * The snapshot holds still for the whole run: the snapshot phase is its only writer, and the next run loads it
+ * again only after this one has finished or been abandoned. Its heap is never updated, so a tuple keeps its id
+ * and a batch re-read after a crash is the same rows in the same order, the same bytes (I3). A restart of the
+ * control database empties the UNLOGGED snapshot, which the push sees as a batch that lost its rows, as it does
+ * for the change table.
+ */
+import type { Db, QualifiedName } from '../dialect/types.ts';
+import type { SourceSchema } from '../snapshot/schema.ts';
+import type { BatchPlan } from './cut.ts';
+
+/** Where a run's changes are: the change table the diff filled, or the snapshot itself (this module). */
+export type ChangeSetKind = 'table' | 'snapshot';
+
+const OFFSETS = 65_536n;
+
+/** A seq of the snapshot set as a tid literal: its page and line pointer, both checked to be in range. */
+export function tidLiteral(seq: bigint): string {
+  const page = seq / OFFSETS;
+  const line = seq % OFFSETS;
+  if (seq < 0n || page >= 2n ** 32n) throw new RangeError(`seq ${seq} is not a tuple id`);
+  return `'(${page},${line})'::tid`;
+}
+
+/** A tuple id as the seq the batches record (ctid has no cast to a number; its text form is a point). */
+function tidSeq(column: string): string {
+  return `((${column}::text::point)[0]::bigint * ${OFFSETS} + (${column}::text::point)[1]::bigint)`;
+}
+
+const supported = new WeakMap<Db, Promise<boolean>>();
+
+/**
+ * Whether `db` can serve a change set from the snapshot: PostgreSQL 14 or later, whose TID range scan reads a
+ * batch's pages alone (earlier servers would scan the whole snapshot for every batch).
+ */
+export function snapshotSetSupported(db: Db): Promise<boolean> {
+  if (db.dialect !== 'postgres' || !db.caps.rawCopy || !db.copyOut) return Promise.resolve(false);
+  let ok = supported.get(db);
+  if (!ok) {
+    ok = db.query<{ v: unknown }>(`SELECT current_setting('server_version_num')::int AS v`).then((r) => Number(r[0]?.v) >= 140_000, () => false);
+    supported.set(db, ok);
+  }
+  return ok;
+}
+
+/** The snapshot's rows with seq in [first, last], as `SELECT` list `columns` over them (aliased `c`). */
+export function snapshotRangeSql(db: Db, snapshot: QualifiedName, columns: string, range: { first: bigint; last: bigint }): string {
+  return `SELECT ${columns} FROM ${db.table(snapshot)} AS c WHERE c.ctid >= ${tidLiteral(range.first)} AND c.ctid <= ${tidLiteral(range.last)}`;
+}
+
+/**
+ * seq, op and the rendered entry (`entry`, an expression over "op" and the source's columns) of the snapshot's
+ * rows with seq in [first, last], in seq order: what a change table's reader selects.
+ */
+export function snapshotEntriesSql(db: Db, snapshot: QualifiedName, schema: SourceSchema, entry: string, range: { first: bigint; last: bigint }): string {
+  const seq = db.quote('seq');
+  const cols = schema.columns.map((c) => `c.${db.quote(c.name)}`).join(', ');
+  const rows = snapshotRangeSql(db, snapshot, `${tidSeq('c.ctid')} AS ${seq}, 'U'::char(1) AS ${db.quote('op')}, ${cols}`, range);
+  return `SELECT s.${seq}, s.${db.quote('op')}, ${entry} FROM (${rows}) AS s ORDER BY s.${seq}`;
+}
+
+/**
+ * The batches of the snapshot set: whole heap pages in page order, as many as fit in `maxRows` (a page that holds
+ * more rows than that is cut by line pointer). One grouped query counts each page's rows; no row leaves the
+ * server. The bytes are not known until a batch is rendered (recorded as 0): the push splits a body over the
+ * source's `maxBytes` into halves, as after a 413.
+ */
+export async function cutSnapshotBatches(db: Db, snapshot: QualifiedName, maxRows: number): Promise<BatchPlan[]> {
+  const limit = Math.max(1, Math.trunc(maxRows));
+  const table = db.table(snapshot);
+  const pages = await db.query<{ page: unknown; n: unknown }>(`SELECT (ctid::text::point)[0]::bigint AS page, count(*) AS n FROM ${table} GROUP BY 1 ORDER BY 1`);
+  const plans: BatchPlan[] = [];
+  let open: { first: bigint; last: bigint; rows: number } | undefined;
+  const close = () => {
+    if (!open) return;
+    plans.push({ batchNo: plans.length + 1, firstSeq: open.first, lastSeq: open.last, rows: open.rows, bytes: 0, upserts: open.rows, deletes: 0 });
+    open = undefined;
+  };
+  for (const p of pages) {
+    const page = BigInt(String(p.page));
+    const n = Number(p.n);
+    const first = page * OFFSETS;
+    const last = first + OFFSETS - 1n;
+    if (n <= limit) {
+      if (open && open.rows + n > limit) close();
+      if (open) {
+        open.last = last;
+        open.rows += n;
+      } else open = { first, last, rows: n };
+      continue;
+    }
+    // More rows on this page than a batch takes (a small maxRows): its line pointers, cut maxRows at a time.
+    close();
+    const lines = await db.query<{ line: unknown }>(
+      `SELECT (ctid::text::point)[1]::bigint AS line FROM ${table} WHERE ctid >= ${tidLiteral(first)} AND ctid <= ${tidLiteral(last)} ORDER BY 1`,
+    );
+    for (let i = 0; i < lines.length; i += limit) {
+      const chunk = lines.slice(i, i + limit);
+      open = { first: first + BigInt(String(chunk[0]!.line)), last: first + BigInt(String(chunk[chunk.length - 1]!.line)), rows: chunk.length };
+      close();
+    }
+  }
+  close();
+  return plans;
+}
+
+/** The snapshot set's upserts (every row) and deletes (none). */
+export async function countSnapshotSet(db: Db, snapshot: QualifiedName): Promise<{ upserts: number; deletes: number }> {
+  const [row] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(snapshot)}`);
+  return { upserts: Number(row?.n ?? 0), deletes: 0 };
+}

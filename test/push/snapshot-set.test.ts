@@ -1,0 +1,178 @@
+/**
+ * An onboarding whose change set is its snapshot (src/batching/snapshot-set.ts): the diff writes no change table on
+ * PostgreSQL 14+, batches are heap ranges of the snapshot, and each is rendered from it when it is pushed. On a SQL
+ * Server control database the onboarding keeps its change table.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { cutBatches, listBatches } from '../../src/batching/batches.ts';
+import { computeDiff } from '../../src/cdc/diff.ts';
+import type { Cell } from '../../src/dialect/types.ts';
+import { encodeCell } from '../../src/contract/wire.ts';
+import { LeaseLostError } from '../../src/errors/errors.ts';
+import { pushRun, type Fence } from '../../src/push/push.ts';
+import { startReceiver, type ObservedRequest } from '../../src/receiver/server.ts';
+import { sourceTables } from '../../src/snapshot/source-tables.ts';
+import { createSnapshotSql } from '../../src/snapshot/tables.ts';
+import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
+import { createSourceTables, SCHEMA, setUpControl, sourceConfig, sourceRow, stagingRows, tenantConfig } from './support.ts';
+
+function asLines(rows: Cell[][]): string[] {
+  return rows.map((r) => JSON.stringify(Object.fromEntries(SCHEMA.columns.map((c, i) => [c.name, encodeCell(r[i] ?? null, c.type)]))));
+}
+
+/** A deterministic shuffle, so that the snapshot's heap order is not its key order. */
+function shuffled<T>(items: T[], seed: number): T[] {
+  const out = [...items];
+  let s = seed;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1_103_515_245 + 12_345) % 2 ** 31;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+describeEachDialect('an onboarding whose change set is the snapshot', (dialect) => {
+  let control: TestDatabase;
+  let receiverDb: TestDatabase;
+
+  beforeAll(async () => {
+    control = await createTestDatabase(dialect, 'snapset');
+    receiverDb = await createTestDatabase('postgres', 'snapset_rx');
+    await setUpControl(control.db);
+  });
+  afterAll(async () => {
+    await control?.drop();
+    await receiverDb?.drop();
+  });
+
+  /** A source's tables, its snapshot loaded with rows 1..n in a shuffled order, and the initial diff. */
+  async function onboardingDiff(tenant: string, n: number) {
+    const t = sourceTables(tenant, 'orders');
+    await createSourceTables(control.db, tenant, 'orders');
+    await control.db.execute(createSnapshotSql(control.db, t.snapshot, SCHEMA));
+    const ids = shuffled(Array.from({ length: n }, (_, i) => i + 1), n);
+    await control.db.bulkWrite(t.snapshot, SCHEMA.columns, ids.map((i) => sourceRow(i)));
+    return computeDiff({ controlDb: control.db, tenant, source: sourceConfig('orders'), schema: SCHEMA, everyRow: true });
+  }
+
+  const changeRows = async (tenant: string) =>
+    Number((await control.db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${control.db.table(sourceTables(tenant, 'orders').changes)}`))[0]?.n);
+
+  it.skipIf(dialect !== 'mssql')('on SQL Server the onboarding fills its change table as before', async () => {
+    const diff = await onboardingDiff('mssql-set', 500);
+    expect(diff).toEqual({ upserts: 500, deletes: 0, changeSet: 'table' });
+    expect(await changeRows('mssql-set')).toBe(500);
+  });
+
+  it.skipIf(dialect !== 'postgres')(
+    'writes no change table; batches of heap pages, rendered when pushed, reach the receiver exactly through faults, bodies over maxBytes sent in parts; staging = receiver = snapshot',
+    async () => {
+      const seen: ObservedRequest[] = [];
+      const receiver = await startReceiver({
+        port: 0,
+        db: receiverDb.db,
+        tokens: { acme: 'token-acme' },
+        faults: { failRate: 0.1, throttleRate: 0.05, retryAfterSeconds: 0, resetRate: 0.02 },
+        seed: 7,
+        observe: (r) => r.method === 'POST' && seen.push(r),
+      });
+      try {
+        const total = 3_000;
+        const diff = await onboardingDiff('acme', total);
+        expect(diff).toEqual({ upserts: total, deletes: 0, changeSet: 'snapshot' });
+        expect(await changeRows('acme')).toBe(0);
+
+        // 120 rows of ≈ 130 bytes are ≈ 15 KB, over maxBytes 4 KiB: each batch goes in parts, halved until each
+        // fits (the receiver would take the whole batch: only maxBytes splits it).
+        const cut = await cutBatches({ controlDb: control.db, tenant: 'acme', source: 'orders', runId: 'run-snap', schema: SCHEMA, maxRows: 120, maxBytes: 4 * 1024, changeSet: 'snapshot' });
+        expect(cut.upserts).toBe(total);
+        expect(cut.deletes).toBe(0);
+        const batches = await listBatches(control.db, 'run-snap');
+        expect(batches.length).toBe(cut.batches);
+        expect(batches.every((b) => b.rows >= 1 && b.rows <= 120)).toBe(true);
+        expect(batches.reduce((n, b) => n + b.rows, 0)).toBe(total);
+
+        const tenant = tenantConfig('acme', receiver.url, { maxInFlight: 4 });
+        const source = { ...sourceConfig('orders'), batch: { maxRows: 120, maxBytes: 4 * 1024 } };
+        const result = await pushRun({
+          controlDb: control.db,
+          tenant,
+          source,
+          runId: 'run-snap',
+          mode: 'initial',
+          schema: SCHEMA,
+          sourceRows: total,
+          changeSet: 'snapshot',
+          fence: (fn) => control.db.transaction(fn),
+        });
+        expect(result).toMatchObject({ batches: cut.batches, upserts: total, deletes: 0, sourceRows: total, completion: { status: 'reconciled' } });
+
+        const expected = asLines(Array.from({ length: total }, (_, i) => sourceRow(i + 1)));
+        const response = await fetch(`${receiver.url}/tenants/acme/datasets/orders/rows`, { headers: { authorization: 'Bearer token-acme' } });
+        expect((await response.text()).split('\n').filter((l) => l.length > 0)).toEqual(expected);
+        expect(asLines(await stagingRows(control.db, 'acme', 'orders'))).toEqual(expected);
+
+        const posts = seen.filter((r) => r.url.endsWith('/batches'));
+        const keys = posts.map((r) => String(r.headers['idempotency-key']));
+        // No whole batch was sent: each went in parts (over maxBytes), halved twice (≈ 15 KB → 7.5 → 3.8).
+        expect(keys.every((k) => /^run-snap\.\d+\.[12](\.[12])*$/.test(k))).toBe(true);
+        expect(keys.some((k) => /^run-snap\.\d+\.[12]\.[12]/.test(k))).toBe(true);
+        // Invariant I3: every resend of a key carried the same body.
+        const bodies = new Map<string, string>();
+        for (const r of posts) {
+          const key = String(r.headers['idempotency-key']);
+          const body = JSON.stringify(r.body);
+          expect(bodies.get(key) ?? body).toBe(body);
+          bodies.set(key, body);
+        }
+        // Every body kept within maxBytes.
+        for (const r of posts) {
+          const body = r.body as { changes?: unknown[] };
+          if (!body.changes || body.changes.length <= 1) continue;
+          const bytes = Buffer.byteLength(JSON.stringify(body.changes), 'utf8') - 2;
+          expect(bytes).toBeLessThanOrEqual(4 * 1024);
+        }
+      } finally {
+        await receiver.close();
+      }
+    },
+  );
+
+  it.skipIf(dialect !== 'postgres')('cuts a page that holds more rows than maxRows by line pointer, and a resumed push re-sends the same bytes (the receiver dedupes)', async () => {
+    const receiver = await startReceiver({ port: 0, db: receiverDb.db, tokens: { gamma: 'token-gamma' } });
+    try {
+      const total = 400;
+      const diff = await onboardingDiff('gamma', total);
+      expect(diff.changeSet).toBe('snapshot');
+      // Holes in the heap's line pointers (rows the snapshot no longer has) are cut around.
+      const t = sourceTables('gamma', 'orders');
+      await control.db.execute(`DELETE FROM ${control.db.table(t.snapshot)} WHERE id % 17 = 0`);
+      const left = total - Math.floor(total / 17);
+      const cut = await cutBatches({ controlDb: control.db, tenant: 'gamma', source: 'orders', runId: 'run-pages', schema: SCHEMA, maxRows: 7, maxBytes: 1024 * 1024, changeSet: 'snapshot' });
+      expect(cut).toEqual({ batches: expect.any(Number), upserts: left, deletes: 0 });
+      const batches = await listBatches(control.db, 'run-pages');
+      expect(batches.every((b) => b.rows >= 1 && b.rows <= 7)).toBe(true);
+      expect(batches.reduce((n, b) => n + b.rows, 0)).toBe(left);
+      // Ranges follow one another in heap order without overlap.
+      for (let i = 1; i < batches.length; i++) expect(batches[i]!.firstSeq > batches[i - 1]!.lastSeq).toBe(true);
+
+      const tenant = tenantConfig('gamma', receiver.url, { maxInFlight: 2 });
+      const args = { controlDb: control.db, tenant, source: sourceConfig('orders'), runId: 'run-pages', mode: 'initial' as const, schema: SCHEMA, sourceRows: left, changeSet: 'snapshot' as const };
+      // The receiver takes every batch, but the worker loses its lease before any acknowledgement is recorded.
+      const lostLease: Fence = async () => {
+        throw new LeaseLostError('job-1');
+      };
+      await expect(pushRun({ ...args, fence: lostLease })).rejects.toBeInstanceOf(LeaseLostError);
+      expect(await stagingRows(control.db, 'gamma', 'orders')).toEqual([]);
+      const result = await pushRun({ ...args, fence: (fn) => control.db.transaction(fn) });
+      // A replay is answered `duplicate` only when the bytes match what the receiver holds under its key (else 422).
+      expect(result.replays).toBeGreaterThan(0);
+      expect(result.completion.status).toBe('reconciled');
+      const expected = asLines(Array.from({ length: total }, (_, i) => sourceRow(i + 1)).filter((r) => Number(r[0]) % 17 !== 0));
+      expect(asLines(await stagingRows(control.db, 'gamma', 'orders'))).toEqual(expected);
+    } finally {
+      await receiver.close();
+    }
+  });
+});
