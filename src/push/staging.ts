@@ -98,7 +98,7 @@ export async function ackAndApply(
   );
   if (acked === 0) return false;
   if (target.changeSet === 'snapshot') {
-    await applySnapshotRange(db, tx, d, target, batch);
+    await applySnapshotRange(db, tx, target, batch);
     return true;
   }
   const byName = new Map(target.schema.columns.map((c) => [c.name, c]));
@@ -128,22 +128,18 @@ export async function ackAndApply(
 }
 
 /**
- * A batch of a snapshot set: every row of its heap range is an upsert (an onboarding, staging empty at its
- * start), so nothing is deleted and the rows go from the snapshot into staging.
+ * A batch of a snapshot set: every row of its heap range is an upsert of a key staging lacks (an onboarding:
+ * staging was empty when the diff chose the set, only this run writes it, and each batch is applied once), so
+ * nothing is deleted and the rows are plainly inserted. A key staging held would fail the insert on its primary
+ * key rather than be overwritten. `INSERT … ON CONFLICT` cost 2.8 CPU-s per 1M rows against 1.6 for the insert.
  */
-async function applySnapshotRange(db: Db, tx: Queryable, d: StagingDialect, target: StagingTarget, batch: { firstSeq: bigint; lastSeq: bigint }): Promise<void> {
-  if (!d.upsert || !target.snapshot) throw new Error(`a snapshot change set needs a PostgreSQL control database and its snapshot table`);
-  const staging = db.table(target.staging);
-  const range = { first: batch.firstSeq, last: batch.lastSeq };
-  const columns = target.schema.columns.map((c) => c.name);
-  const byName = new Map(target.schema.columns.map((c) => [c.name, c]));
-  const keyMatch = target.schema.key.map((k) => d.keyEquals(db, byName.get(k)!)).join(' AND ');
-  const added = target.countRows
-    ? await countQuery(tx, snapshotRangeSql(db, target.snapshot, 'count(*) AS n', range) + ` AND NOT EXISTS (SELECT 1 FROM ${staging} AS s WHERE ${keyMatch})`, [])
-    : 0;
-  await tx.execute(d.upsert(db, staging, columns, target.schema.key, snapshotRangeSql(db, target.snapshot, columns.map((c) => `c.${db.quote(c)}`).join(', '), range)));
+async function applySnapshotRange(db: Db, tx: Queryable, target: StagingTarget, batch: { firstSeq: bigint; lastSeq: bigint }): Promise<void> {
+  if (db.dialect !== 'postgres' || !target.snapshot) throw new Error(`a snapshot change set needs a PostgreSQL control database and its snapshot table`);
+  const columns = target.schema.columns.map((c) => db.quote(c.name));
+  const rows = snapshotRangeSql(db, target.snapshot, columns.map((c) => `c.${c}`).join(', '), { first: batch.firstSeq, last: batch.lastSeq });
+  const inserted = await tx.execute(`INSERT INTO ${db.table(target.staging)} (${columns.join(', ')}) ${rows}`);
   if (!target.countRows) await recordStagedRows(db, tx, target.tenant, target.source, null);
-  else await addStagedRows(db, tx, target.tenant, target.source, added);
+  else await addStagedRows(db, tx, target.tenant, target.source, inserted);
 }
 
 async function countQuery(tx: Queryable, sql: string, params: unknown[]): Promise<number> {

@@ -24,9 +24,14 @@ export async function stagedRows(db: Db, tenant: string, source: string): Promis
   return Number(row?.n ?? 0);
 }
 
-/** Record what staging holds (`null`: unknown), inside the transaction that made it so. */
+/**
+ * Record what staging holds (`null`: unknown), inside the transaction that made it so. Unknown is written only
+ * over a known count: a full run's acknowledgements each say it, and rewriting the one row of the source's state
+ * per batch cost 0.29 CPU-s of the control database per 1M onboarded rows (2,400 versions of that row).
+ */
 export async function recordStagedRows(db: Db, tx: Queryable, tenant: string, source: string, rows: number | null): Promise<void> {
-  await tx.execute(update(db, db.param(3)), [tenant, source, rows]);
+  if (rows === null) await tx.execute(`${update(db, 'NULL')} AND staging_rows IS NOT NULL`, [tenant, source]);
+  else await tx.execute(update(db, db.param(3)), [tenant, source, rows]);
 }
 
 /** Add an acknowledged batch's net new rows to a known count (an unknown one stays unknown). */
