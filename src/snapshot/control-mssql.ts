@@ -31,8 +31,14 @@ export const mssqlControl: ControlSql = {
   },
 
   async rename(db: Db, tx: Queryable, from: QualifiedName, to: QualifiedName): Promise<void> {
-    // sp_rename takes the current (qualified, quoted) name and the bare new name.
-    await tx.execute(`EXEC sp_rename @p1, @p2, N'OBJECT'`, [db.table(from), to.name]);
+    // sp_rename takes the current name, optionally qualified, and the bare new name. SQL Server splits @objname
+    // into its parts as PARSENAME does, so brackets are needed only where a part holds a dot, a bracket or a
+    // quote; Babelfish 4.2 finds no object by a bracketed name ("There is no object with the given @objname").
+    // Our scratch names are [a-z0-9_-] (src/snapshot/source-tables.ts), so they go unbracketed.
+    const plain = (part: string) => /^[^.[\]"]+$/.test(part);
+    const parts = from.schema === undefined ? [from.name] : [from.schema, from.name];
+    const objname = parts.every(plain) ? parts.join('.') : db.table(from);
+    await tx.execute(`EXEC sp_rename @p1, @p2, N'OBJECT'`, [objname, to.name]);
   },
 
   async upsertState(_db: Db, tx: Queryable, row: StateRow): Promise<void> {
