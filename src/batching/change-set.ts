@@ -163,7 +163,7 @@ export async function* readChangeBytes(
 ): AsyncIterable<EncodedChangeBytes> {
   if (kind === 'snapshot') {
     if (!range) throw new Error('a snapshot change set is read a batch at a time');
-    for await (const t of binaryTuples(await db.copyOut!(`COPY (${snapshotEntriesSql(db, changes, schema, SQL_ENTRY.postgres!(db, schema), range)}) TO STDOUT (FORMAT binary)`))) {
+    for await (const t of binaryTuples(await db.copyOut!(`COPY (${snapshotEntriesSql(db, changes, schema, SQL_ENTRY.postgres!(db, schema), range, true)}) TO STDOUT (FORMAT binary)`))) {
       yield { seq: t[0]!.readBigInt64BE(0), op: 'U', entry: t[2]! };
     }
     return;

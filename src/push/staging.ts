@@ -8,7 +8,7 @@
  */
 import type { ColumnSpec, Db, DialectName, QualifiedName, Queryable } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
-import { addStagedRows, recordStagedRows } from '../snapshot/staged-rows.ts';
+import { addStagedRows } from '../snapshot/staged-rows.ts';
 import { snapshotRangeSql, type ChangeSetKind } from '../batching/snapshot-set.ts';
 
 interface StagingDialect {
@@ -74,8 +74,8 @@ export interface StagingTarget {
   schema: SourceSchema;
   /**
    * Keep the source's count of staged rows exact (src/snapshot/staged-rows.ts): a run that reads only changed
-   * rows, whose completion asks for it. Otherwise each acknowledgement sets it unknown and the run's finish
-   * records it.
+   * rows, whose completion asks for it. Otherwise the push sets it unknown before its first acknowledgement
+   * (src/push/push.ts) and the run's finish records it.
    */
   countRows: boolean;
 }
@@ -122,8 +122,7 @@ export async function ackAndApply(
   const names = columns.map((c) => db.quote(c)).join(', ');
   const upserted = `SELECT ${names} FROM ${changes} WHERE ${seq} BETWEEN ${p(1)} AND ${p(2)} AND ${op} = 'U'`;
   const inserted = await tx.execute(d.upsert ? d.upsert(db, staging, columns, target.schema.key, upserted) : `INSERT INTO ${staging} (${names}) ${upserted}`, range);
-  if (!target.countRows) await recordStagedRows(db, tx, target.tenant, target.source, null);
-  else await addStagedRows(db, tx, target.tenant, target.source, (d.upsert ? added : inserted) - deleted);
+  if (target.countRows) await addStagedRows(db, tx, target.tenant, target.source, (d.upsert ? added : inserted) - deleted);
   return true;
 }
 
@@ -138,8 +137,7 @@ async function applySnapshotRange(db: Db, tx: Queryable, target: StagingTarget, 
   const columns = target.schema.columns.map((c) => db.quote(c.name));
   const rows = snapshotRangeSql(db, target.snapshot, columns.map((c) => `c.${c}`).join(', '), { first: batch.firstSeq, last: batch.lastSeq });
   const inserted = await tx.execute(`INSERT INTO ${db.table(target.staging)} (${columns.join(', ')}) ${rows}`);
-  if (!target.countRows) await recordStagedRows(db, tx, target.tenant, target.source, null);
-  else await addStagedRows(db, tx, target.tenant, target.source, inserted);
+  if (target.countRows) await addStagedRows(db, tx, target.tenant, target.source, inserted);
 }
 
 async function countQuery(tx: Queryable, sql: string, params: unknown[]): Promise<number> {

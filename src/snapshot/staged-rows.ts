@@ -4,8 +4,9 @@
  * staging, which was the largest O(table) cost left in a watermark run (docs/benchmarks.md, issue 21).
  *
  * It changes only where staging does, in the same transaction (I1): each acknowledgement of a watermark or
- * keydiff run adds its batch's net new rows (src/push/staging.ts), a full run's acknowledgements set it
- * unknown (NULL: counting those batches would cost a probe of staging per change of an onboarding), every
+ * keydiff run adds its batch's net new rows (src/push/staging.ts), any other run's push sets it unknown before
+ * its first acknowledgement (NULL: counting those batches would cost a probe of staging per change of an
+ * onboarding), every
  * run's finish records what staging then holds, and rebuilding the tables sets it unknown. Unknown is read as
  * a count of staging, never as a guess.
  */
@@ -24,11 +25,7 @@ export async function stagedRows(db: Db, tenant: string, source: string): Promis
   return Number(row?.n ?? 0);
 }
 
-/**
- * Record what staging holds (`null`: unknown), inside the transaction that made it so. Unknown is written only
- * over a known count: a full run's acknowledgements each say it, and rewriting the one row of the source's state
- * per batch cost 0.29 CPU-s of the control database per 1M onboarded rows (2,400 versions of that row).
- */
+/** Record what staging holds (`null`: unknown, written only over a known count), inside the transaction that made it so. */
 export async function recordStagedRows(db: Db, tx: Queryable, tenant: string, source: string, rows: number | null): Promise<void> {
   if (rows === null) await tx.execute(`${update(db, 'NULL')} AND staging_rows IS NOT NULL`, [tenant, source]);
   else await tx.execute(update(db, db.param(3)), [tenant, source, rows]);
