@@ -2,20 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cutBatches, listBatches } from '../../src/batching/batches.ts';
 import type { Cell } from '../../src/dialect/types.ts';
 import { LeaseLostError } from '../../src/errors/errors.ts';
-import { encodeCell } from '../../src/contract/wire.ts';
 import { createPushClient } from '../../src/push/client.ts';
 import { pushRun, type Fence } from '../../src/push/push.ts';
 import { startReceiver, type ObservedRequest, type Receiver } from '../../src/receiver/server.ts';
 import { recordStagedRows } from '../../src/snapshot/staged-rows.ts';
 import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
-import { contractValidator, createSourceTables, fillChanges, SCHEMA, setUpControl, sourceConfig, sourceRow, stagingRows, tenantConfig } from './support.ts';
+import { asLines, contractValidator, createSourceTables, fillChanges, SCHEMA, setUpControl, sourceConfig, sourceRow, stagingRows, tenantConfig } from './support.ts';
 
 const FAST_RETRY = { retries: 30, minBackoffMs: 5, maxBackoffMs: 50 };
 
-/** Staging rows as the receiver's NDJSON lines: the contract encoding, in key order. */
-function asLines(rows: Cell[][]): string[] {
-  return rows.map((r) => JSON.stringify(Object.fromEntries(SCHEMA.columns.map((c, i) => [c.name, encodeCell(r[i] ?? null, c.type)]))));
-}
 
 async function receiverLines(receiver: Receiver, tenant: string, dataset: string): Promise<string[]> {
   const response = await fetch(`${receiver.url}/tenants/${tenant}/datasets/${dataset}/rows`, { headers: { authorization: `Bearer token-${tenant}` } });

@@ -6,19 +6,14 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { cutBatches, listBatches } from '../../src/batching/batches.ts';
 import { computeDiff } from '../../src/cdc/diff.ts';
-import type { Cell } from '../../src/dialect/types.ts';
-import { encodeCell } from '../../src/contract/wire.ts';
 import { LeaseLostError } from '../../src/errors/errors.ts';
 import { pushRun, type Fence } from '../../src/push/push.ts';
 import { startReceiver, type ObservedRequest } from '../../src/receiver/server.ts';
 import { sourceTables } from '../../src/snapshot/source-tables.ts';
 import { createSnapshotSql } from '../../src/snapshot/tables.ts';
 import { createTestDatabase, describeEachDialect, type TestDatabase } from '../support/databases.ts';
-import { createSourceTables, SCHEMA, setUpControl, sourceConfig, sourceRow, stagingRows, tenantConfig } from './support.ts';
+import { asLines, createSourceTables, SCHEMA, setUpControl, sourceConfig, sourceRow, stagingRows, tenantConfig } from './support.ts';
 
-function asLines(rows: Cell[][]): string[] {
-  return rows.map((r) => JSON.stringify(Object.fromEntries(SCHEMA.columns.map((c, i) => [c.name, encodeCell(r[i] ?? null, c.type)]))));
-}
 
 /** A deterministic shuffle, so that the snapshot's heap order is not its key order. */
 function shuffled<T>(items: T[], seed: number): T[] {

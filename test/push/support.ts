@@ -5,6 +5,7 @@ import addFormats from 'ajv-formats';
 import { parse } from 'yaml';
 import type { SourceConfig, TenantConfig } from '../../src/config/schema.ts';
 import type { Cell, ColumnSpec, Db } from '../../src/dialect/types.ts';
+import { encodeCell } from '../../src/contract/wire.ts';
 import { migrate } from '../../src/migrations/migrate.ts';
 import type { ObservedRequest } from '../../src/receiver/server.ts';
 import type { SourceSchema } from '../../src/snapshot/schema.ts';
@@ -84,6 +85,11 @@ export function sourceConfig(id: string): SourceConfig {
     onSchemaChange: 'resync',
     maxDeletePercent: 50,
   } as SourceConfig;
+}
+
+/** Rows as the receiver's NDJSON lines: the contract encoding. */
+export function asLines(rows: Cell[][], schema: SourceSchema = SCHEMA): string[] {
+  return rows.map((r) => JSON.stringify(Object.fromEntries(schema.columns.map((c, i) => [c.name, encodeCell(r[i] ?? null, c.type)]))));
 }
 
 /** Staging rows, encoded as the receiver holds them, in key order. */
