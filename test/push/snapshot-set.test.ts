@@ -134,6 +134,23 @@ describeEachDialect('an onboarding whose change set is the snapshot', (dialect) 
     },
   );
 
+  it.skipIf(dialect !== 'postgres')('an empty source onboards as a snapshot set of no batches, and its completion reconciles with the receiver', async () => {
+    const receiver = await startReceiver({ port: 0, db: receiverDb.db, tokens: { empty: 'token-empty' } });
+    try {
+      expect(await onboardingDiff('empty', 0)).toEqual({ upserts: 0, deletes: 0, changeSet: 'snapshot' });
+      expect(await cutBatches({ controlDb: control.db, tenant: 'empty', source: 'orders', runId: 'run-empty', schema: SCHEMA, maxRows: 100, maxBytes: 1024 * 1024, changeSet: 'snapshot' })).toEqual({
+        batches: 0,
+        upserts: 0,
+        deletes: 0,
+      });
+      const tenant = tenantConfig('empty', receiver.url);
+      const result = await pushRun({ controlDb: control.db, tenant, source: sourceConfig('orders'), runId: 'run-empty', mode: 'initial', schema: SCHEMA, sourceRows: 0, changeSet: 'snapshot', fence: (fn) => control.db.transaction(fn) });
+      expect(result).toMatchObject({ batches: 0, upserts: 0, deletes: 0, sourceRows: 0, completion: { status: 'reconciled' } });
+    } finally {
+      await receiver.close();
+    }
+  });
+
   it.skipIf(dialect !== 'postgres')('cuts a page that holds more rows than maxRows by line pointer, and a resumed push re-sends the same bytes (the receiver dedupes)', async () => {
     const receiver = await startReceiver({ port: 0, db: receiverDb.db, tokens: { gamma: 'token-gamma' } });
     try {
