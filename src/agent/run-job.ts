@@ -10,7 +10,8 @@ import type { SourceConfig, TenantConfig } from '../config/schema.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
 import { PermanentError } from '../errors/errors.ts';
 import { countChanges, cutBatches } from '../batching/batches.ts';
-import type { ChangeSetKind } from '../batching/snapshot-set.ts';
+import { snapshotIdentity, type ChangeSetKind } from '../batching/snapshot-set.ts';
+import { sourceTables } from '../snapshot/source-tables.ts';
 import { computeDiff } from '../cdc/diff.ts';
 import type { PushMode } from '../contract/wire.ts';
 import { pushRun } from '../push/push.ts';
@@ -62,6 +63,10 @@ export interface RunStats {
   watermark?: NonNullable<ReadPlan['watermark']>;
   /** Where the diff left the changes: absent for the change table, 'snapshot' for an onboarding's (src/batching/snapshot-set.ts). */
   changeSet?: ChangeSetKind;
+  /** With the snapshot as change set: which load of it the run's batches were cut from (src/batching/snapshot-set.ts). */
+  snapshotId?: string;
+  /** The source's batch.maxBytes when the batches were cut: a resent batch is split exactly as it was first sent. */
+  batchMaxBytes?: number;
   [key: string]: unknown;
 }
 
@@ -151,9 +156,13 @@ function progressWriter(ctx: JobContext, runId: string, base: () => RunStats): (
   };
 }
 
-/** Whether the change table (or the snapshot) still holds the run's changes (counted by the diff into the job's stats). */
+/**
+ * Whether the change table (or the snapshot) still holds the run's changes (counted by the diff into the job's
+ * stats); a snapshot set must also be the same load of the snapshot.
+ */
 async function changesIntact(db: Db, tenant: string, source: string, stats: RunStats | null): Promise<boolean> {
   if (!stats || stats.upserts === undefined || stats.deletes === undefined) return true;
+  if (stats.changeSet === 'snapshot' && (await snapshotIdentity(db, sourceTables(tenant, source).snapshot)) !== stats.snapshotId) return false;
   const held = await countChanges(db, tenant, source, stats.changeSet ?? 'table');
   return held.upserts === stats.upserts && held.deletes === stats.deletes;
 }
@@ -169,7 +178,10 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
     // The change table is scratch (UNLOGGED on PostgreSQL): a restart of the control database empties it. Staging
     // still holds exactly what the receiver acknowledged (I1), so a fresh run derives the rest of the changes.
     resumable = false;
-    abandonReason = 'its change table was emptied (the control database restarted); a fresh run replaces it';
+    abandonReason =
+      job.stats && (job.stats as RunStats).changeSet === 'snapshot'
+        ? 'its snapshot, the change set of this onboarding, was emptied or loaded again (a control database restart, a later run or plan); a fresh run replaces it'
+        : 'its change table was emptied (the control database restarted); a fresh run replaces it';
     log.warn({ runId: job.runId }, `run ${job.runId} cannot resume: ${abandonReason}`);
   }
   const runId = resumable ? job.runId! : newRunId();
@@ -297,8 +309,13 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       const guard = await checkDeleteGuardrail({ controlDb, tenant: tenant.id, source: source.id, jobId: job.id, runId, deletes: diff.deletes, maxDeletePercent: source.maxDeletePercent });
       if (guard.confirmed) runLog.warn({ phase: 'diff', deletes: diff.deletes, held: guard.held }, 'mass delete confirmed by an operator (sync --allow-mass-delete); pushing it');
     }
-    if (diff.changeSet === 'snapshot') stats.changeSet = 'snapshot';
-    else delete stats.changeSet;
+    if (diff.changeSet === 'snapshot') {
+      stats.changeSet = 'snapshot';
+      stats.snapshotId = diff.snapshotId;
+    } else {
+      delete stats.changeSet;
+      delete stats.snapshotId;
+    }
     await setPhase('batch', { upserts: diff.upserts, deletes: diff.deletes });
   }
 
@@ -314,7 +331,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       maxBytes: source.batch.maxBytes,
       ...(stats.changeSet ? { changeSet: stats.changeSet } : {}),
     });
-    await setPhase('push', { batches: cut.batches, upserts: cut.upserts, deletes: cut.deletes });
+    await setPhase('push', { batches: cut.batches, upserts: cut.upserts, deletes: cut.deletes, batchMaxBytes: source.batch.maxBytes });
   }
 
   // The watermark moves only here, in the fenced transaction that finishes the run, after every batch was
@@ -340,6 +357,7 @@ export async function runJob(ctx: JobContext): Promise<RunStats> {
       // batch is applied to it (docs/data-push-api.md, the completion).
       sourceRows: stats.runType === 'watermark' || stats.runType === 'keydiff' ? 'staged' : (stats.sourceRows ?? 0),
       ...(stats.changeSet ? { changeSet: stats.changeSet } : {}),
+      ...(stats.batchMaxBytes !== undefined ? { maxBytes: stats.batchMaxBytes } : {}),
       fence: (fn) => queue.fenced(job, fn),
       signal,
       onProgress: (p) => progress({ phase: 'push', batchesAcked: p.batchesAcked, batches: p.batches, rowsPushed: p.rows }),

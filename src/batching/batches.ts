@@ -111,7 +111,7 @@ export async function cutBatches(args: {
   // cut by heap pages, its bytes unknown until each batch is rendered.
   const plans: BatchPlan[] =
     kind === 'snapshot'
-      ? await cutSnapshotBatches(db, snapshot, args.maxRows)
+      ? await cutSnapshotBatches(db, snapshot, args.schema, limits)
       : ((await groupedBatches(db, changes, args.schema, limits)) ?? (await cutChangeByChange(db, changes, args.schema, limits)));
 
   const written = await db

@@ -69,48 +69,112 @@ export function snapshotEntriesSql(db: Db, snapshot: QualifiedName, schema: Sour
 }
 
 /**
- * The batches of the snapshot set: whole heap pages in page order, as many as fit in `maxRows` (a page that holds
- * more rows than that is cut by line pointer). One grouped query counts each page's rows; no row leaves the
- * server. The bytes are not known until a batch is rendered (recorded as 0): the push splits a body over the
- * source's `maxBytes` into halves, as after a 413.
+ * An upper estimate of a row's rendered entry in bytes, as SQL over the snapshot's columns: the JSON names and
+ * punctuation, each fixed-width value at its longest spelling, and each string or binary value at its length
+ * (base64 for binary), escapes aside. It only sizes the cut: the push still splits a body over maxBytes exactly.
  */
-export async function cutSnapshotBatches(db: Db, snapshot: QualifiedName, maxRows: number): Promise<BatchPlan[]> {
-  const limit = Math.max(1, Math.trunc(maxRows));
+function entryEstimateSql(db: Db, schema: SourceSchema): string {
+  let fixed = '{"op":"upsert","row":{}}'.length;
+  const variable: string[] = [];
+  for (const c of schema.columns) {
+    fixed += JSON.stringify(c.name).length + 2;
+    const t = c.type;
+    const q = `c.${db.quote(c.name)}`;
+    switch (t.kind) {
+      case 'string':
+        fixed += 2;
+        variable.push(`COALESCE(octet_length(${q}), 0)`);
+        break;
+      case 'binary':
+        fixed += 2;
+        variable.push(`COALESCE(octet_length(${q}), 0) * 4 / 3 + 4`);
+        break;
+      case 'decimal':
+        fixed += t.precision + 4;
+        break;
+      case 'boolean':
+        fixed += 5;
+        break;
+      case 'int16':
+      case 'int32':
+        fixed += 11;
+        break;
+      case 'uuid':
+        fixed += 38;
+        break;
+      case 'date':
+        fixed += 14;
+        break;
+      default:
+        // int64, floats, times and timestamps (at most 7 fractional digits and an offset), quoted.
+        fixed += 40;
+    }
+  }
+  return [String(fixed), ...variable].join(' + ');
+}
+
+/**
+ * The batches of the snapshot set: whole heap pages in page order, as many as fit in `maxRows` rows and, by an
+ * upper estimate of their entries, `maxBytes` (a page over either alone is cut by line pointer). One grouped
+ * query counts and sizes each page's rows; no row leaves the server. The bytes are not known until a batch is
+ * rendered (recorded as 0): the push splits a body over `maxBytes` into halves, as after a 413; the estimate keeps
+ * such bodies, and the memory they take, near that size for wide rows too.
+ */
+export async function cutSnapshotBatches(db: Db, snapshot: QualifiedName, schema: SourceSchema, limits: { maxRows: number; maxBytes: number }): Promise<BatchPlan[]> {
+  const maxRows = Math.max(1, Math.trunc(limits.maxRows));
+  const maxBytes = Math.max(1, limits.maxBytes);
   const table = db.table(snapshot);
-  const pages = await db.query<{ page: unknown; n: unknown }>(`SELECT (ctid::text::point)[0]::bigint AS page, count(*) AS n FROM ${table} GROUP BY 1 ORDER BY 1`);
+  const estimate = entryEstimateSql(db, schema);
+  const pages = await db.query<{ page: unknown; n: unknown; bytes: unknown }>(
+    `SELECT p.page, count(*) AS n, sum(p.est) AS bytes FROM (SELECT (c.ctid::text::point)[0]::bigint AS page, ${estimate} AS est FROM ${table} AS c) AS p GROUP BY p.page ORDER BY p.page`,
+  );
   const plans: BatchPlan[] = [];
-  let open: { first: bigint; last: bigint; rows: number } | undefined;
+  let open: { first: bigint; last: bigint; rows: number; bytes: number } | undefined;
   const close = () => {
     if (!open) return;
     plans.push({ batchNo: plans.length + 1, firstSeq: open.first, lastSeq: open.last, rows: open.rows, bytes: 0, upserts: open.rows, deletes: 0 });
     open = undefined;
   };
+  /** Add rows [first, last] (n rows, bytes by estimate) to the open batch, closing it first when they do not fit. */
+  const add = (first: bigint, last: bigint, n: number, bytes: number) => {
+    if (open && (open.rows + n > maxRows || open.bytes + bytes > maxBytes)) close();
+    if (open) {
+      open.last = last;
+      open.rows += n;
+      open.bytes += bytes;
+    } else open = { first, last, rows: n, bytes };
+  };
   for (const p of pages) {
     const page = BigInt(String(p.page));
     const n = Number(p.n);
+    const bytes = Number(p.bytes);
     const first = page * OFFSETS;
     const last = first + OFFSETS - 1n;
-    if (n <= limit) {
-      if (open && open.rows + n > limit) close();
-      if (open) {
-        open.last = last;
-        open.rows += n;
-      } else open = { first, last, rows: n };
+    if (n <= maxRows && bytes <= maxBytes) {
+      add(first, last, n, bytes);
       continue;
     }
-    // More rows on this page than a batch takes (a small maxRows): its line pointers, cut maxRows at a time.
-    close();
-    const lines = await db.query<{ line: unknown }>(
-      `SELECT (ctid::text::point)[1]::bigint AS line FROM ${table} WHERE ctid >= ${tidLiteral(first)} AND ctid <= ${tidLiteral(last)} ORDER BY 1`,
+    // More rows (or bytes) on this page than a batch takes: its rows one by one, by line pointer.
+    const rows = await db.query<{ line: unknown; est: unknown }>(
+      `SELECT (c.ctid::text::point)[1]::bigint AS line, ${estimate} AS est FROM ${table} AS c WHERE c.ctid >= ${tidLiteral(first)} AND c.ctid <= ${tidLiteral(last)} ORDER BY c.ctid`,
     );
-    for (let i = 0; i < lines.length; i += limit) {
-      const chunk = lines.slice(i, i + limit);
-      open = { first: first + BigInt(String(chunk[0]!.line)), last: first + BigInt(String(chunk[chunk.length - 1]!.line)), rows: chunk.length };
-      close();
+    for (const r of rows) {
+      const at = first + BigInt(String(r.line));
+      add(at, at, 1, Number(r.est));
     }
   }
   close();
   return plans;
+}
+
+/**
+ * Which load of the snapshot this is: its relfilenode, which every TRUNCATE (each load starts with one) replaces.
+ * A run resumed from its recorded batches checks it, so that it never renders a later load (an interrupted
+ * `plan`, a newer run) under its ranges: the rows, not just their count, must be the ones it cut.
+ */
+export async function snapshotIdentity(db: Db, snapshot: QualifiedName): Promise<string> {
+  const [row] = await db.query<{ id: unknown }>(`SELECT pg_relation_filenode(to_regclass($1))::text AS id`, [db.table(snapshot)]);
+  return String(row?.id ?? '');
 }
 
 /** The snapshot set's upserts (every row) and deletes (none). */

@@ -13,7 +13,7 @@ import type { SourceSchema } from '../snapshot/schema.ts';
 import { heldKeysTable, snapshotKeyIndex, sourceKeysTable, sourceTables } from '../snapshot/source-tables.ts';
 import { controlSql } from '../snapshot/tables.ts';
 import { storedEntrySql } from '../batching/change-set.ts';
-import { countSnapshotSet, snapshotSetSupported, type ChangeSetKind } from '../batching/snapshot-set.ts';
+import { countSnapshotSet, snapshotIdentity, snapshotSetSupported, type ChangeSetKind } from '../batching/snapshot-set.ts';
 import PQueue from 'p-queue';
 import { PART_SEQ_OFFSET, type DiffSql, type DiffTables } from './diff-sql.ts';
 import { mssqlDiff } from './diff-mssql.ts';
@@ -76,7 +76,7 @@ export async function computeDiff(args: {
    * change table (default true; `plan` reads its sample from the change table).
    */
   snapshotSet?: boolean;
-}): Promise<{ upserts: number; deletes: number; changeSet: ChangeSetKind }> {
+}): Promise<{ upserts: number; deletes: number; changeSet: ChangeSetKind; snapshotId?: string }> {
   const { controlDb: db, tenant, source, schema } = args;
   const everyRow = args.everyRow === true;
   const sql = diffSql(db);
@@ -152,7 +152,9 @@ export async function computeDiff(args: {
   if (initialSync) {
     await failOnBadKey();
     // The snapshot is the change set: nothing to fill; each batch is rendered from it when it is pushed.
-    if (args.snapshotSet !== false && entry !== undefined && (await snapshotSetSupported(db))) return { ...(await countSnapshotSet(db, names.snapshot)), changeSet: 'snapshot' };
+    if (args.snapshotSet !== false && entry !== undefined && (await snapshotSetSupported(db))) {
+      return { ...(await countSnapshotSet(db, names.snapshot)), changeSet: 'snapshot', snapshotId: await snapshotIdentity(db, names.snapshot) };
+    }
     // Rendering every entry is most of an initial diff's time, on one core: two connections fill the two
     // halves of the key range at once, split at the snapshot's middle key (seq numbers continue across it).
     const half = connections >= 2 ? sql.allUpsertsHalf : undefined;

@@ -60,6 +60,11 @@ export interface PushRunArgs {
   sourceRows: number | 'staged';
   /** Where the diff left the run's changes (default: the change table; src/batching/snapshot-set.ts). */
   changeSet?: ChangeSetKind;
+  /**
+   * The source's batch.maxBytes when the batches were cut (default: as configured now). A snapshot set's batch
+   * over it is sent in halves; taking the recorded value keeps a resent batch split as it was first sent.
+   */
+  maxBytes?: number;
   fence: Fence;
   onProgress?: (progress: PushProgress) => void;
   signal?: AbortSignal;
@@ -128,6 +133,7 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
   const wire = wireSchema(schema);
   const schemaJson = JSON.stringify(wire);
   const kind = args.changeSet ?? 'table';
+  const maxBytes = args.maxBytes ?? source.batch.maxBytes;
   const from = kind === 'snapshot' ? tables.snapshot : tables.changes;
   const target = { tenant: tenant.id, source: source.id, staging: tables.staging, changes: tables.changes, changeSet: kind, snapshot: tables.snapshot, schema, countRows: args.sourceRows === 'staged' };
 
@@ -177,9 +183,9 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
         const b = await sendHalf(second, '2');
         return a + b;
       };
-      // Entries over the source's maxBytes (a batch cut before its entries were rendered: a snapshot set) travel
-      // in halves, as after a 413, without asking the receiver first.
-      if (count > 1 && body.length - bodyFrame(header(batch, part)).head.length - CLOSE.length > source.batch.maxBytes) {
+      // A snapshot set's batch was cut before its entries were rendered: entries over maxBytes travel in halves,
+      // as after a 413, without asking the receiver first. (A change table's batches were cut within it.)
+      if (kind === 'snapshot' && count > 1 && body.length - bodyFrame(header(batch, part)).head.length - CLOSE.length > maxBytes) {
         // This frame would hold the oversized body while its halves are read and sent.
         // eslint-disable-next-line no-useless-assignment
         body = RELEASED;
@@ -223,7 +229,7 @@ export async function pushRun(args: PushRunArgs): Promise<PushResult> {
       // (until one has committed), not in every one: that one-row update cost 0.29 CPU-s per 1M onboarded rows.
       const forget = !target.countRows && !countForgotten;
       await args.fence(async (tx) => {
-        const applied = await ackAndApply(db, tx, target, { runId, batchNo: batch.batchNo, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, attempts });
+        const applied = await ackAndApply(db, tx, target, { runId, batchNo: batch.batchNo, firstSeq: batch.firstSeq, lastSeq: batch.lastSeq, attempts, rows: batch.rows });
         if (forget) await recordStagedRows(db, tx, tenant.id, source.id, null);
         return applied;
       });

@@ -175,7 +175,7 @@ describe('agent end to end [postgres → postgres]', () => {
     everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
   });
 
-  it('a run whose change table was emptied mid-push (control database restart: unlogged scratch tables reset) starts afresh and converges', async () => {
+  it('a run whose change set was emptied mid-push (control database restart: unlogged scratch tables reset) starts afresh and converges', async () => {
     estate = await slowPushEstate('e2e_reset');
     const ctl = estate.control.db;
     const tables = sourceTables('acme', 'order_lines');
@@ -193,7 +193,8 @@ describe('agent end to end [postgres → postgres]', () => {
 
     const second = await estate.startAgent('second');
     await estate.waitForJobs([jobId!], 120_000);
-    expect(second.messages().some((m) => typeof m.msg === 'string' && m.msg.includes('cannot resume') && m.msg.includes('change table was emptied'))).toBe(true);
+    // An onboarding's change set is its snapshot (PostgreSQL 14+): that is what the message names.
+    expect(second.messages().some((m) => typeof m.msg === 'string' && m.msg.includes('cannot resume') && m.msg.includes('its snapshot, the change set of this onboarding, was emptied'))).toBe(true);
     const [done] = await estate.queue.getJobs([jobId!]);
     expect(done).toMatchObject({ status: 'succeeded' });
     expect(done!.runId).not.toBe(abandonedRun);
@@ -208,6 +209,34 @@ describe('agent end to end [postgres → postgres]', () => {
       [tables.changes.name]: 'u',
       [tables.staging.name]: 'p',
     });
+  });
+
+  it('an onboarding resumed after its snapshot was loaded again (the same rows, in another heap order) starts afresh instead of rendering the new load under its ranges', async () => {
+    estate = await slowPushEstate('e2e_reload');
+    const ctl = estate.control.db;
+    const { snapshot } = sourceTables('acme', 'order_lines');
+
+    const first = await estate.startAgent('first');
+    const [jobId] = await estate.enqueue('acme', 'initial');
+    await estate.waitForPhase(jobId!, 'push');
+    first.signal('SIGTERM');
+    expect(await first.exited).toBe(0);
+    const [released] = await estate.queue.getJobs([jobId!]);
+    expect(released).toMatchObject({ status: 'queued', phase: 'push' });
+    // What an interrupted `plan` or a later run would leave: the snapshot truncated and loaded again, same count.
+    const held = ctl.table({ name: 'e2e_reload_copy' });
+    await ctl.execute(`CREATE TABLE ${held} AS SELECT * FROM ${ctl.table(snapshot)}`);
+    await ctl.execute(`TRUNCATE ${ctl.table(snapshot)}`);
+    await ctl.execute(`INSERT INTO ${ctl.table(snapshot)} SELECT * FROM ${held} ORDER BY md5(order_id::text || line_no::text)`);
+    await ctl.execute(`DROP TABLE ${held}`);
+
+    const second = await estate.startAgent('second');
+    await estate.waitForJobs([jobId!], 120_000);
+    expect(second.messages().some((m) => typeof m.msg === 'string' && m.msg.includes('cannot resume') && m.msg.includes('loaded again'))).toBe(true);
+    const [done] = await estate.queue.getJobs([jobId!]);
+    expect(done).toMatchObject({ status: 'succeeded' });
+    expect(done!.runId).not.toBe(released!.runId);
+    everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
   });
 
   it('plan shows what a sync would push without pushing or touching staging; the sync then pushes exactly that', async () => {
