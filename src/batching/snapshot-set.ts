@@ -73,7 +73,7 @@ export function snapshotEntriesSql(db: Db, snapshot: QualifiedName, schema: Sour
  * punctuation, each fixed-width value at its longest spelling, and each string or binary value at its length
  * (base64 for binary), escapes aside. It only sizes the cut: the push still splits a body over maxBytes exactly.
  */
-function entryEstimateSql(db: Db, schema: SourceSchema): string {
+function entryEstimate(db: Db, schema: SourceSchema): { fixed: number; lengths: string[] } {
   let fixed = '{"op":"upsert","row":{}}'.length;
   const variable: string[] = [];
   for (const c of schema.columns) {
@@ -83,11 +83,11 @@ function entryEstimateSql(db: Db, schema: SourceSchema): string {
     switch (t.kind) {
       case 'string':
         fixed += 2;
-        variable.push(`COALESCE(octet_length(${q}), 0)`);
+        variable.push(`octet_length(${q})`);
         break;
       case 'binary':
-        fixed += 2;
-        variable.push(`COALESCE(octet_length(${q}), 0) * 4 / 3 + 4`);
+        fixed += 6;
+        variable.push(`octet_length(${q}) * 4 / 3`);
         break;
       case 'decimal':
         fixed += t.precision + 4;
@@ -110,7 +110,7 @@ function entryEstimateSql(db: Db, schema: SourceSchema): string {
         fixed += 40;
     }
   }
-  return [String(fixed), ...variable].join(' + ');
+  return { fixed, lengths: variable };
 }
 
 /**
@@ -124,10 +124,13 @@ export async function cutSnapshotBatches(db: Db, snapshot: QualifiedName, schema
   const maxRows = Math.max(1, Math.trunc(limits.maxRows));
   const maxBytes = Math.max(1, limits.maxBytes);
   const table = db.table(snapshot);
-  const estimate = entryEstimateSql(db, schema);
+  // Per page: the fixed part once per row, the lengths summed (a NULL is none).
+  const { fixed, lengths } = entryEstimate(db, schema);
+  const summed = [`count(*) * ${fixed}`, ...lengths.map((l) => `COALESCE(sum(${l}), 0)`)].join(' + ');
   const pages = await db.query<{ page: unknown; n: unknown; bytes: unknown }>(
-    `SELECT p.page, count(*) AS n, sum(p.est) AS bytes FROM (SELECT (c.ctid::text::point)[0]::bigint AS page, ${estimate} AS est FROM ${table} AS c) AS p GROUP BY p.page ORDER BY p.page`,
+    `SELECT (c.ctid::text::point)[0]::bigint AS page, count(*) AS n, ${summed} AS bytes FROM ${table} AS c GROUP BY 1 ORDER BY 1`,
   );
+  const estimate = [String(fixed), ...lengths.map((l) => `COALESCE(${l}, 0)`)].join(' + ');
   const plans: BatchPlan[] = [];
   let open: { first: bigint; last: bigint; rows: number; bytes: number } | undefined;
   const close = () => {
