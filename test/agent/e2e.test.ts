@@ -42,6 +42,18 @@ function slowPushEstate(label: string): Promise<Estate> {
   });
 }
 
+/** An onboarding whose agent was stopped (SIGTERM) in its push: the job is queued again, in phase push. */
+async function onboardingStoppedInPush(estate: Estate) {
+  const first = await estate.startAgent('first');
+  const [jobId] = await estate.enqueue('acme', 'initial');
+  await estate.waitForPhase(jobId!, 'push');
+  first.signal('SIGTERM');
+  expect(await first.exited).toBe(0);
+  const [released] = await estate.queue.getJobs([jobId!]);
+  expect(released).toMatchObject({ status: 'queued', phase: 'push' });
+  return { jobId: jobId!, released: released! };
+}
+
 describe('agent end to end [postgres → postgres]', () => {
   it('onboards a tenant (composite key, a view), then syncs inserts, updates and deletes; the receiver equals the source', async () => {
     estate = await Estate.create({ label: 'e2e_basic', tenants: ['acme'], rows: 6000, sources: THREE_SOURCES, setupSql: PAID_VIEW });
@@ -180,22 +192,16 @@ describe('agent end to end [postgres → postgres]', () => {
     const ctl = estate.control.db;
     const tables = sourceTables('acme', 'order_lines');
 
-    const first = await estate.startAgent('first');
-    const [jobId] = await estate.enqueue('acme', 'initial');
-    await estate.waitForPhase(jobId!, 'push');
-    first.signal('SIGTERM');
-    expect(await first.exited).toBe(0);
-    const [released] = await estate.queue.getJobs([jobId!]);
-    expect(released).toMatchObject({ status: 'queued', phase: 'push' });
-    const abandonedRun = released!.runId;
+    const { jobId, released } = await onboardingStoppedInPush(estate);
+    const abandonedRun = released.runId;
     // What PostgreSQL's crash recovery does to UNLOGGED tables: they come back empty.
     await ctl.execute(`TRUNCATE ${ctl.table(tables.snapshot)}, ${ctl.table(tables.changes)}`);
 
     const second = await estate.startAgent('second');
-    await estate.waitForJobs([jobId!], 120_000);
+    await estate.waitForJobs([jobId], 120_000);
     // An onboarding's change set is its snapshot (PostgreSQL 14+): that is what the message names.
     expect(second.messages().some((m) => typeof m.msg === 'string' && m.msg.includes('cannot resume') && m.msg.includes('its snapshot, the change set of this onboarding, was emptied'))).toBe(true);
-    const [done] = await estate.queue.getJobs([jobId!]);
+    const [done] = await estate.queue.getJobs([jobId]);
     expect(done).toMatchObject({ status: 'succeeded' });
     expect(done!.runId).not.toBe(abandonedRun);
     everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
@@ -216,13 +222,7 @@ describe('agent end to end [postgres → postgres]', () => {
     const ctl = estate.control.db;
     const { snapshot } = sourceTables('acme', 'order_lines');
 
-    const first = await estate.startAgent('first');
-    const [jobId] = await estate.enqueue('acme', 'initial');
-    await estate.waitForPhase(jobId!, 'push');
-    first.signal('SIGTERM');
-    expect(await first.exited).toBe(0);
-    const [released] = await estate.queue.getJobs([jobId!]);
-    expect(released).toMatchObject({ status: 'queued', phase: 'push' });
+    const { jobId, released } = await onboardingStoppedInPush(estate);
     // What an interrupted `plan` or a later run would leave: the snapshot truncated and loaded again, same count.
     const held = ctl.table({ name: 'e2e_reload_copy' });
     await ctl.execute(`CREATE TABLE ${held} AS SELECT * FROM ${ctl.table(snapshot)}`);
@@ -231,11 +231,11 @@ describe('agent end to end [postgres → postgres]', () => {
     await ctl.execute(`DROP TABLE ${held}`);
 
     const second = await estate.startAgent('second');
-    await estate.waitForJobs([jobId!], 120_000);
+    await estate.waitForJobs([jobId], 120_000);
     expect(second.messages().some((m) => typeof m.msg === 'string' && m.msg.includes('cannot resume') && m.msg.includes('loaded again'))).toBe(true);
-    const [done] = await estate.queue.getJobs([jobId!]);
+    const [done] = await estate.queue.getJobs([jobId]);
     expect(done).toMatchObject({ status: 'succeeded' });
-    expect(done!.runId).not.toBe(released!.runId);
+    expect(done!.runId).not.toBe(released.runId);
     everyDatasetEqual(allOk(await estate.verify('acme')), ['order_lines']);
   });
 
