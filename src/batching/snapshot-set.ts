@@ -6,11 +6,11 @@
  * apply each read it back (≈ 450 bytes a row: most of the control database's share of an onboarding,
  * docs/benchmarks.md).
  *
- * The snapshot holds still for the whole run: the snapshot phase is its only writer, and the next run loads it
- * again only after this one has finished or been abandoned. Its heap is never updated, so a tuple keeps its id
- * and a batch re-read after a crash is the same rows in the same order, the same bytes (I3). A restart of the
- * control database empties the UNLOGGED snapshot, which the push sees as a batch that lost its rows, as it does
- * for the change table.
+ * The run's batches are cut from one load of the snapshot, which nothing updates: a tuple keeps its id, and a
+ * batch read again after a crash is the same rows in the same order, the same bytes (I3). A later load (a later
+ * run, an interrupted `plan`) gets a new relfilenode, which a resumed run checks (`snapshotIdentity`) before it
+ * reads a batch, and a restart of the control database empties the UNLOGGED snapshot, which the push sees as a
+ * batch that lost its rows, as it does for the change table.
  */
 import type { Db, QualifiedName } from '../dialect/types.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
