@@ -4,9 +4,8 @@
  * staging, which was the largest O(table) cost left in a watermark run (docs/benchmarks.md, issue 21).
  *
  * It changes only where staging does, in the same transaction (I1): each acknowledgement of a watermark or
- * keydiff run adds its batch's net new rows (src/push/staging.ts), any other run's push sets it unknown before
- * its first acknowledgement (NULL: counting those batches would cost a probe of staging per change of an
- * onboarding), every
+ * keydiff run adds its batch's net new rows (src/push/staging.ts), any other run's first acknowledgements set
+ * it unknown (NULL: counting those batches would cost a probe of staging per change of an onboarding), every
  * run's finish records what staging then holds, and rebuilding the tables sets it unknown. Unknown is read as
  * a count of staging, never as a guess.
  */
