@@ -81,6 +81,15 @@ export interface DiffSql {
    * staging by its primary key per snapshot row instead of hashing and scanning all of staging.
    */
   smallDeltaSettings?: readonly string[];
+  /**
+   * How closely `table`'s physical order follows its key order: the correlation of key rank with heap block over a
+   * sample of its pages (column c, -1..1, NULL for a sample within one block), with the table's quoted name as its one
+   * bind parameter. Absent where the dialect leaves the
+   * incremental join to its server.
+   */
+  keyOrder?(db: Db, table: QualifiedName, schema: SourceSchema): string;
+  /** Settings for an incremental fill whose snapshot and staging both lie in about key order: a merge over both key indexes. */
+  orderedJoinSettings?: readonly string[];
 }
 
 /**

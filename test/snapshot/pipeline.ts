@@ -5,7 +5,7 @@
 import { describe } from 'vitest';
 import type { SourceConfig } from '../../src/config/schema.ts';
 import type { Cell, ColumnSpec, Db, DialectName } from '../../src/dialect/types.ts';
-import { computeDiff } from '../../src/cdc/diff.ts';
+import { computeDiff, type DiffJoin } from '../../src/cdc/diff.ts';
 import { introspectSource } from '../../src/snapshot/introspect.ts';
 import type { SourceSchema } from '../../src/snapshot/schema.ts';
 import { takeSnapshot } from '../../src/snapshot/snapshot.ts';
@@ -63,6 +63,8 @@ export interface RunResult {
   rows: number;
   upserts: number;
   deletes: number;
+  /** How the incremental diff joined, where the agent chose (src/cdc/diff.ts). */
+  join?: DiffJoin;
   changes: Change[];
 }
 
@@ -74,8 +76,8 @@ export async function runOnce(sourceDb: Db, controlDb: Db, tenant: string, sourc
   const schema = await introspectSource(sourceDb, tenant, source);
   const { drift } = await prepareTables({ controlDb, tenant, source, schema, runId });
   const { rows } = await takeSnapshot({ sourceDb, controlDb, tenant, source, schema });
-  const { upserts, deletes } = await computeDiff({ controlDb, tenant, source, schema, snapshotSet: false });
-  return { schema, drift, rows, upserts, deletes, changes: await readChanges(controlDb, tenant, source.id, schema) };
+  const { upserts, deletes, join } = await computeDiff({ controlDb, tenant, source, schema, snapshotSet: false });
+  return { schema, drift, rows, upserts, deletes, ...(join ? { join } : {}), changes: await readChanges(controlDb, tenant, source.id, schema) };
 }
 
 export async function readChanges(controlDb: Db, tenant: string, source: string, schema: SourceSchema): Promise<Change[]> {
