@@ -30,7 +30,9 @@ export const postgresDiff: DiffSql = {
   smallDeltaSettings: ['SET LOCAL enable_hashjoin = off', 'SET LOCAL enable_mergejoin = off'],
   // The planner prices the merge's index scans as random reads and picks the hash join even where both tables lie in
   // key order (measured on 1M rows of the bench's table, 1 % changed, one backend: merge 0.55 CPU-s, hash 0.84–1.20).
-  orderedJoinSettings: ['SET LOCAL enable_hashjoin = off'],
+  // Without sorts, too: with staging's statistics stale (as after its first fill) it sorted staging on disk instead of
+  // reading its primary key (0.88 s against 0.65 s). The numbering's sort of the changes has no other plan and stays.
+  orderedJoinSettings: ['SET LOCAL enable_hashjoin = off', 'SET LOCAL enable_sort = off'],
 
   keyOrder(db: Db, table: QualifiedName, schema: SourceSchema): string {
     // About KEY_ORDER_SAMPLE_PAGES whole pages (TABLESAMPLE SYSTEM reads only the pages it picks), ranked by key
