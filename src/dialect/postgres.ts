@@ -1,5 +1,5 @@
 /** PostgreSQL adapter of the dialect port: `pg` pools, pg-cursor streaming, COPY in and out. */
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
@@ -7,6 +7,7 @@ import copyStreams from 'pg-copy-streams';
 import type { PostgresConnectionConfig } from '../config/schema.ts';
 import { toCdcError } from '../errors/classify.ts';
 import { toCell } from './cells.ts';
+import { BinaryCopyWriter } from './postgres-binary.ts';
 import { quotePostgres, quoteQualified } from './identifiers.ts';
 import type { Cell, ColumnSpec, ColumnType, Db, DialectCapabilities, QualifiedName, Queryable, Row, StreamOptions } from './types.ts';
 
@@ -69,33 +70,6 @@ export function postgresPoolConfig(config: PostgresConnectionConfig, application
   };
 }
 
-/** The characters COPY text escapes: one to test for, one to replace all of. */
-const COPY_SPECIAL = /[\\\t\n\r]/;
-const COPY_SPECIALS = /[\\\t\n\r]/g;
-
-/** COPY text format: backslash escapes, `\N` for NULL. */
-function copyText(cell: Cell): string {
-  if (cell === null) return '\\N';
-  if (typeof cell === 'boolean') return cell ? 't' : 'f';
-  if (typeof cell === 'number') {
-    if (Number.isNaN(cell)) return 'NaN';
-    if (cell === Infinity) return 'Infinity';
-    if (cell === -Infinity) return '-Infinity';
-    return String(cell);
-  }
-  if (typeof cell === 'bigint') return cell.toString();
-  if (Buffer.isBuffer(cell)) return `\\\\x${cell.toString('hex')}`;
-  // Most strings need no escape: the test is cheaper than a replace that finds nothing.
-  return COPY_SPECIAL.test(cell) ? cell.replace(COPY_SPECIALS, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')) : cell;
-}
-
-/** One line of COPY text (tab-separated, newline-ended). */
-function copyLine(row: readonly Cell[]): string {
-  let line = row.length > 0 ? copyText(row[0]!) : '';
-  for (let i = 1; i < row.length; i++) line += `\t${copyText(row[i]!)}`;
-  return `${line}\n`;
-}
-
 /** A select-list expression that renders the column exactly (timestamps keep every digit). */
 function exactSelect(column: ColumnSpec): string {
   const q = quotePostgres(column.name);
@@ -132,10 +106,6 @@ class PgQueryable implements Queryable {
     }
   }
 }
-
-/** Rows of a text COPY sent in one message by bulkWrite, at most (and at most about this many characters, so memory stays bounded with wide rows). */
-const COPY_CHUNK_ROWS = 1_000;
-const COPY_CHUNK_CHARS = 256 * 1024;
 
 export class PostgresDb extends PgQueryable implements Db {
   readonly dialect = 'postgres' as const;
@@ -242,30 +212,19 @@ export class PostgresDb extends PgQueryable implements Db {
   }
 
   async bulkWrite(table: QualifiedName, columns: readonly ColumnSpec[], rows: AsyncIterable<Cell[]> | Iterable<Cell[]>): Promise<number> {
-    const sql = `COPY ${this.table(table)} (${columns.map((c) => quotePostgres(c.name)).join(', ')}) FROM STDIN`;
-    // Rows are sent in chunks of COPY_CHUNK_ROWS lines: one CopyData message per row made the message framing and
-    // socket writes most of a cell-by-cell load (measured, docs/benchmarks.md: 17.8 → 6.3 agent CPU-s per 1M rows).
-    let pending: string[] = [];
-    let pendingChars = 0;
-    const lines = Readable.from(rows).pipe(
-      new Transform({
-        writableObjectMode: true,
-        transform(row: Cell[], _encoding, callback) {
-          const line = copyLine(row);
-          pending.push(line);
-          pendingChars += line.length;
-          if (pending.length < COPY_CHUNK_ROWS && pendingChars < COPY_CHUNK_CHARS) return callback();
-          const chunk = pending.join('');
-          pending = [];
-          pendingChars = 0;
-          callback(null, chunk);
-        },
-        flush(callback) {
-          callback(null, pending.length > 0 ? pending.join('') : undefined);
-        },
-      }),
-    );
-    return this.copyIn(sql, lines);
+    // Binary COPY (src/dialect/postgres-binary.ts), in chunks of a few hundred kilobytes: the server reads each
+    // field with its type's binary receive function instead of parsing text, and no text line is built per row.
+    const sql = `COPY ${this.table(table)} (${columns.map((c) => quotePostgres(c.name)).join(', ')}) FROM STDIN (FORMAT binary)`;
+    const chunks = async function* (): AsyncIterable<Buffer> {
+      const writer = new BinaryCopyWriter(columns);
+      for await (const row of rows) {
+        writer.row(row);
+        if (writer.full) yield writer.take();
+      }
+      writer.end();
+      yield writer.take();
+    };
+    return this.copyIn(sql, Readable.from(chunks(), { objectMode: false }));
   }
 
   async copyOut(sql: string, settings?: Readonly<Record<string, string>>): Promise<Readable> {

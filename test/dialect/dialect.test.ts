@@ -60,6 +60,45 @@ describeEachDialect('dialect layer', (dialect) => {
     );
   });
 
+  // PostgreSQL's bulkWrite sends binary COPY (src/dialect/postgres-binary.ts): numeric digit groups, days and
+  // microseconds from its epoch, each checked here by the server's own reading of what arrived.
+  itUnless(dialect !== 'postgres' && 'binary COPY is the PostgreSQL adapter\'s')('bulk-writes the edges of numeric, date, time and timestamp exactly, and names the column of a cell that does not fit', async () => {
+    const columns: ColumnSpec[] = [
+      { name: 'id', type: { kind: 'int32' }, nullable: false },
+      { name: 'amount', type: { kind: 'decimal', precision: 38, scale: 10 }, nullable: true },
+      { name: 'whole', type: { kind: 'decimal', precision: 18, scale: 0 }, nullable: true },
+      { name: 'day', type: { kind: 'date' }, nullable: true },
+      { name: 'at', type: { kind: 'timestamp', precision: 6 }, nullable: true },
+      { name: 'at0', type: { kind: 'timestamp', precision: 0 }, nullable: true },
+      { name: 'clock', type: { kind: 'time', precision: 6 }, nullable: true },
+      { name: 'stamped', type: { kind: 'timestamptz', precision: 6 }, nullable: true },
+    ];
+    const rows: Cell[][] = [
+      [1, '0.0000000000', '0', '0001-01-01', '0001-01-01T00:00:00.000000', '0001-01-01T00:00:00', '00:00:00.000000', '0001-01-01T00:00:00.000000+00:00'],
+      [2, '-0.5000000000', '-1', '9999-12-31', '9999-12-31T23:59:59.999999', '9999-12-31T23:59:59', '23:59:59.999999', '9999-12-31T23:59:59.999999+00:00'],
+      [3, '10000.0000000000', '10000', '2000-01-01', '2000-01-01T00:00:00.000000', '2000-01-01T00:00:00', '24:00:00.000000', '2000-01-01T00:00:00.000000+00:00'],
+      [4, '12345678.9000000000', '99990000', '1999-12-31', '1999-12-31T23:59:59.999999', '1999-12-31T23:59:59', '12:00:00.000001', '1999-12-31T23:59:59.999999+00:00'],
+      [5, '0.0001000000', '-999999999999999999', '2000-02-29', '1900-03-01T00:00:00.000001', '1900-02-28T23:59:59', '00:00:00.000001', '1970-01-01T00:00:00.000000+00:00'],
+      [6, '-1000000000000000000000000000.0000000001', '100000000', '1600-02-29', '2100-02-28T12:34:56.000001', '1600-02-29T12:00:00', '01:02:03.040506', '2100-02-28T12:34:56.000001+00:00'],
+      [7, '0.0000000001', '1', '1900-02-28', '1969-12-31T23:59:59.999999', '1970-01-01T00:00:00', '10:00:00.000000', '2024-02-29T23:59:59.123456+00:00'],
+    ];
+    await createTable(t.db, 'binary_edges', columns);
+    expect(await t.db.bulkWrite({ name: 'binary_edges' }, columns, rows)).toBe(rows.length);
+    expect(await collect(t.db.readCells({ name: 'binary_edges' }, columns, { orderBy: ['id'] }))).toEqual(rows);
+    // The server's own text of what arrived, for the values it could otherwise read back in the same wrong way.
+    const text = await t.db.query<{ amount: string; day: string; at: string; stamped: string }>(
+      `SELECT amount::text AS amount, day::text AS day, at::text AS at, (stamped AT TIME ZONE 'UTC')::text AS stamped FROM ${t.db.table({ name: 'binary_edges' })} WHERE id = 6`,
+    );
+    expect(text).toEqual([{ amount: '-1000000000000000000000000000.0000000001', day: '1600-02-29', at: '2100-02-28 12:34:56.000001', stamped: '2100-02-28 12:34:56.000001' }]);
+
+    // An offset other than UTC arrives as its instant.
+    await t.db.bulkWrite({ name: 'binary_edges' }, columns, [[8, null, null, null, null, null, null, '2000-01-01T01:30:00.000000+01:30']]);
+    const [offset] = await collect(t.db.readCells({ sql: `SELECT * FROM ${t.db.table({ name: 'binary_edges' })} WHERE id = 8` }, columns));
+    expect(offset![7]).toBe('2000-01-01T00:00:00.000000+00:00');
+
+    await expect(t.db.bulkWrite({ name: 'binary_edges' }, columns, [[9, null, null, '31/12/1999', null, null, null, null]])).rejects.toThrow(/column "day": "31\/12\/1999" cannot be written as its type/);
+  });
+
   it('streams 200k rows with bounded memory', async () => {
     const columns: ColumnSpec[] = [
       { name: 'id', type: { kind: 'int32' }, nullable: false },

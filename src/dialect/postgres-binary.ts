@@ -1,0 +1,350 @@
+/**
+ * Cells as PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
+ * Format"), for `PostgresDb.bulkWrite`: a SQL Server source's snapshot goes into the control database this way,
+ * which spares the server the text input functions of every numeric, timestamp, date and uuid value and spares
+ * Node the escaping and joining of text lines (docs/benchmarks.md, "SQL Server source").
+ *
+ * Each field is what the column type's binary receive function reads, for the types `columnTypeSql` gives:
+ * big-endian integers and IEEE floats, UTF-8 text, raw bytea, 16 uuid bytes, a date as int32 days and a
+ * timestamp or time as int64 microseconds since 2000-01-01 (or midnight), and numeric as base-10000 digit
+ * groups with weight, sign and display scale. Temporal types of precision 7 are text columns there, and go as
+ * text. A cell that does not fit its type (a value no reader makes) throws, naming the column.
+ */
+import type { Cell, ColumnSpec, ColumnType } from './types.ts';
+
+const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+/** Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01. */
+const PG_EPOCH_DAYS = 10_957;
+const US_PER_DAY = 86_400_000_000n;
+
+type FieldWriter = (out: BinaryCopyWriter, cell: Exclude<Cell, null>) => void;
+
+/** Days since 1970-01-01 of a proleptic Gregorian date (the civil-from-days inverse), exact for any year. */
+function daysFromCivil(y: number, m: number, d: number): number {
+  const yy = m <= 2 ? y - 1 : y;
+  const era = Math.floor(yy / 400);
+  const yoe = yy - era * 400;
+  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
+
+/** The decimal number in `s` from `from` for `count` characters, or NaN where a character is not a digit. */
+function digitsAt(s: string, from: number, count: number): number {
+  let n = 0;
+  for (let i = from; i < from + count; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return NaN;
+    n = n * 10 + c;
+  }
+  return n;
+}
+
+/** `YYYY-MM-DD` (the year may be longer, or negative) as days since 2000-01-01, and where the date ends. */
+function parseDate(s: string): { days: number; end: number } {
+  const negative = s.charCodeAt(0) === 45;
+  const dash = s.indexOf('-', negative ? 1 : 0);
+  const start = negative ? 1 : 0;
+  const year = digitsAt(s, start, dash - start);
+  const month = digitsAt(s, dash + 1, 2);
+  const day = digitsAt(s, dash + 4, 2);
+  if (dash - start < 4 || s.charCodeAt(dash + 3) !== 45 || !(month >= 1 && month <= 12 && day >= 1 && day <= 31)) throw new Error('not a date');
+  return { days: daysFromCivil(negative ? -year : year, month, day) - PG_EPOCH_DAYS, end: dash + 6 };
+}
+
+/** `HH:MM:SS[.f…]` from `at` as microseconds (the fraction's digits beyond 6 must not be there: precision ≤ 6). */
+function parseTime(s: string, at: number, end: number): number {
+  const h = digitsAt(s, at, 2);
+  const m = digitsAt(s, at + 3, 2);
+  const sec = digitsAt(s, at + 6, 2);
+  if (s.charCodeAt(at + 2) !== 58 || s.charCodeAt(at + 5) !== 58 || !(h <= 24 && m <= 59 && sec <= 60)) throw new Error('not a time');
+  let us = ((h * 60 + m) * 60 + sec) * 1_000_000;
+  if (end > at + 8) {
+    const digits = end - at - 9;
+    if (s.charCodeAt(at + 8) !== 46 || digits < 1 || digits > 6) throw new Error('not a time');
+    const f = digitsAt(s, at + 9, digits);
+    if (Number.isNaN(f)) throw new Error('not a time');
+    us += f * 10 ** (6 - digits);
+  } else if (end !== at + 8) throw new Error('not a time');
+  return us;
+}
+
+/** A `[+-]HH:MM` offset at the end of `s` in minutes, and where it starts. */
+function parseOffset(s: string): { minutes: number; at: number } {
+  const at = s.length - 6;
+  const sign = s.charCodeAt(at);
+  const h = digitsAt(s, at + 1, 2);
+  const m = digitsAt(s, at + 4, 2);
+  if ((sign !== 43 && sign !== 45) || s.charCodeAt(at + 3) !== 58 || Number.isNaN(h) || Number.isNaN(m)) throw new Error('not an offset');
+  return { minutes: (sign === 45 ? -1 : 1) * (h * 60 + m), at };
+}
+
+/** Numeric's binary form: ndigits, weight, sign, dscale (int16 each), then base-10000 digit groups. */
+function writeNumeric(out: BinaryCopyWriter, text: string): void {
+  if (text === 'NaN' || text === 'Infinity' || text === '-Infinity') {
+    out.int32(8);
+    out.int16(0);
+    out.int16(0);
+    out.int16(text === 'NaN' ? 0xc000 : text === 'Infinity' ? 0xd000 : 0xf000);
+    out.int16(0);
+    return;
+  }
+  const negative = text.charCodeAt(0) === 45;
+  const start = negative || text.charCodeAt(0) === 43 ? 1 : 0;
+  const point = text.indexOf('.', start);
+  const intEnd = point < 0 ? text.length : point;
+  const scale = point < 0 ? 0 : text.length - point - 1;
+  if (intEnd === start && scale === 0) throw new Error('not a number');
+  // Groups of four digits aligned on the decimal point: the integer part padded on the left, the fraction on the right.
+  const intDigits = intEnd - start;
+  const lead = (4 - (intDigits % 4)) % 4;
+  const intGroups = (intDigits + lead) / 4;
+  const fracGroups = Math.ceil(scale / 4);
+  const groups: number[] = new Array<number>(intGroups + fracGroups);
+  for (let g = 0; g < intGroups; g++) {
+    let v = 0;
+    for (let k = 0; k < 4; k++) {
+      const i = start - lead + g * 4 + k;
+      const c = i < start ? 0 : text.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) throw new Error('not a number');
+      v = v * 10 + c;
+    }
+    groups[g] = v;
+  }
+  for (let g = 0; g < fracGroups; g++) {
+    let v = 0;
+    for (let k = 0; k < 4; k++) {
+      const i = point + 1 + g * 4 + k;
+      const c = i < text.length ? text.charCodeAt(i) - 48 : 0;
+      if (c < 0 || c > 9) throw new Error('not a number');
+      v = v * 10 + c;
+    }
+    groups[intGroups + g] = v;
+  }
+  let first = 0;
+  while (first < groups.length && groups[first] === 0) first++;
+  let last = groups.length;
+  while (last > first && groups[last - 1] === 0) last--;
+  const n = last - first;
+  out.int32(8 + 2 * n);
+  out.int16(n);
+  out.int16(n === 0 ? 0 : intGroups - 1 - first);
+  out.int16(negative && n > 0 ? 0x4000 : 0);
+  out.int16(scale);
+  for (let g = first; g < last; g++) out.int16(groups[g]!);
+}
+
+/** The hex digit's value, or -1. */
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+function writeUuid(out: BinaryCopyWriter, text: string): void {
+  if (text.length !== 36) throw new Error('not a uuid');
+  out.int32(16);
+  const buf = out.reserve(16);
+  let at = out.length;
+  for (let i = 0; i < 36; ) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (text.charCodeAt(i) !== 45) throw new Error('not a uuid');
+      i++;
+      continue;
+    }
+    const hi = hexValue(text.charCodeAt(i));
+    const lo = hexValue(text.charCodeAt(i + 1));
+    if (hi < 0 || lo < 0) throw new Error('not a uuid');
+    buf[at++] = hi * 16 + lo;
+    i += 2;
+  }
+  out.advance(16);
+}
+
+function fieldWriter(type: ColumnType): FieldWriter {
+  switch (type.kind) {
+    case 'boolean':
+      return (out, cell) => {
+        out.int32(1);
+        out.byte(cell === true ? 1 : 0);
+      };
+    case 'int16':
+      return (out, cell) => {
+        out.int32(2);
+        out.int16(cell as number);
+      };
+    case 'int32':
+      return (out, cell) => {
+        out.int32(4);
+        out.int32(cell as number);
+      };
+    case 'int64':
+      return (out, cell) => {
+        out.int32(8);
+        out.int64(typeof cell === 'bigint' ? cell : BigInt(cell as number | string));
+      };
+    case 'float32':
+      return (out, cell) => {
+        out.int32(4);
+        out.float32(cell as number);
+      };
+    case 'float64':
+      return (out, cell) => {
+        out.int32(8);
+        out.float64(cell as number);
+      };
+    case 'decimal':
+      return (out, cell) => writeNumeric(out, String(cell));
+    case 'string':
+      return (out, cell) => out.text(cell as string);
+    case 'binary':
+      return (out, cell) => out.bytes(cell as Buffer);
+    case 'uuid':
+      return (out, cell) => writeUuid(out, cell as string);
+    case 'date':
+      return (out, cell) => {
+        const text = cell as string;
+        const { days, end } = parseDate(text);
+        if (end !== text.length) throw new Error('not a date');
+        out.int32(4);
+        out.int32(days);
+      };
+    case 'time':
+      if (type.precision > 6) return (out, cell) => out.text(cell as string);
+      return (out, cell) => {
+        const text = cell as string;
+        out.int32(8);
+        out.int64(BigInt(parseTime(text, 0, text.length)));
+      };
+    case 'timestamp':
+    case 'timestamptz': {
+      if (type.precision > 6) return (out, cell) => out.text(cell as string);
+      const zoned = type.kind === 'timestamptz';
+      return (out, cell) => {
+        const text = cell as string;
+        const { days, end } = parseDate(text);
+        if (text.charCodeAt(end) !== 84) throw new Error('not a timestamp');
+        const offset = zoned ? parseOffset(text) : { minutes: 0, at: text.length };
+        const us = parseTime(text, end + 1, offset.at) - offset.minutes * 60_000_000;
+        out.int32(8);
+        out.int64(BigInt(days) * US_PER_DAY + BigInt(us));
+      };
+    }
+  }
+}
+
+/**
+ * Writes binary COPY data into chunks of about `chunkBytes`: the header at construction, then tuples, then the
+ * trailer (`end`). `take()` hands over what has been written so far.
+ */
+export class BinaryCopyWriter {
+  private buf: Buffer;
+  private len = 0;
+  private readonly chunkBytes: number;
+  private readonly writers: FieldWriter[];
+  private readonly names: string[];
+
+  constructor(columns: readonly ColumnSpec[], chunkBytes = 256 * 1024) {
+    this.chunkBytes = chunkBytes;
+    this.buf = Buffer.allocUnsafe(chunkBytes + 1024);
+    this.writers = columns.map((c) => fieldWriter(c.type));
+    this.names = columns.map((c) => c.name);
+    SIGNATURE.copy(this.buf, 0);
+    this.buf.writeInt32BE(0, 11); // flags
+    this.buf.writeInt32BE(0, 15); // header extension length
+    this.len = 19;
+  }
+
+  get length(): number {
+    return this.len;
+  }
+
+  /** Whether a chunk's worth has been written. */
+  get full(): boolean {
+    return this.len >= this.chunkBytes;
+  }
+
+  /** The buffer, with room for `bytes` more from `length` on. */
+  reserve(bytes: number): Buffer {
+    if (this.len + bytes > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + bytes + 1024));
+      this.buf.copy(bigger, 0, 0, this.len);
+      this.buf = bigger;
+    }
+    return this.buf;
+  }
+
+  advance(bytes: number): void {
+    this.len += bytes;
+  }
+
+  byte(v: number): void {
+    this.reserve(1)[this.len++] = v;
+  }
+
+  int16(v: number): void {
+    this.len = this.reserve(2).writeInt16BE(v << 16 >> 16, this.len);
+  }
+
+  int32(v: number): void {
+    this.len = this.reserve(4).writeInt32BE(v, this.len);
+  }
+
+  int64(v: bigint): void {
+    this.len = this.reserve(8).writeBigInt64BE(v, this.len);
+  }
+
+  float32(v: number): void {
+    this.len = this.reserve(4).writeFloatBE(v, this.len);
+  }
+
+  float64(v: number): void {
+    this.len = this.reserve(8).writeDoubleBE(v, this.len);
+  }
+
+  /** A text field: its UTF-8 bytes after their length. */
+  text(s: string): void {
+    const buf = this.reserve(4 + s.length * 3);
+    const n = buf.write(s, this.len + 4, 'utf8');
+    buf.writeInt32BE(n, this.len);
+    this.len += 4 + n;
+  }
+
+  bytes(b: Buffer): void {
+    const buf = this.reserve(4 + b.length);
+    buf.writeInt32BE(b.length, this.len);
+    this.len += 4 + b.copy(buf, this.len + 4);
+  }
+
+  row(cells: readonly Cell[]): void {
+    const writers = this.writers;
+    if (cells.length !== writers.length) throw new Error(`a row of ${cells.length} cells for ${writers.length} columns`);
+    this.int16(writers.length);
+    for (let i = 0; i < writers.length; i++) {
+      const cell = cells[i]!;
+      if (cell === null) {
+        this.int32(-1);
+        continue;
+      }
+      try {
+        writers[i]!(this, cell);
+      } catch (error) {
+        throw new Error(`column ${JSON.stringify(this.names[i])}: ${typeof cell === "string" ? JSON.stringify(cell.slice(0, 100)) : typeof cell} cannot be written as its type (${(error as Error).message})`, { cause: error });
+      }
+    }
+  }
+
+  /** The trailer: a field count of -1. */
+  end(): void {
+    this.int16(-1);
+  }
+
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.len);
+    this.buf = Buffer.allocUnsafe(this.chunkBytes + 1024);
+    this.len = 0;
+    return out;
+  }
+}
