@@ -1,5 +1,5 @@
 /**
- * `CDC_BENCH_MSSQL_URL=mssql://… npm run bench -- snapshot --source mssql [--rows 1000000] [--profile] [--keep]`
+ * `CDC_BENCH_MSSQL_URL=mssql://… npm run bench -- snapshot --source mssql [--rows 1000000] [--profile] [--keep] [--quick]`
  * (also `npm run bench -- snapshot-mssql`): issue 20's SQL Server source bench. The snapshot phase of a SQL Server
  * source into a PostgreSQL control database (the pair a tenant runs: tedious reads, `readCells` → `bulkWrite`),
  * beside raw tedious streams of the same table measured in the same run:
@@ -11,13 +11,14 @@
  *     select with the CONVERT targets swapped between varchar/char and
  *     nvarchar/nchar; and natively every column tedious returns exactly, CONVERT (to nvarchar) only for decimal,
  *     datetime2 and date (the levers issue 20 names);
- *   - the write side alone: the same cells made in Node, written by `bulkWrite` and as the same COPY text 1,000 rows
- *     per message (bulkWrite's own chunking since fa5e491, so the two now agree);
+ *   - the write side alone: the same cells made in Node, written by `bulkWrite` (binary COPY) and as COPY text 1,000
+ *     rows per message (what bulkWrite sent before its binary COPY);
  *   - the agent's snapshot phase (`takeSnapshot`, in this process): the agent's CPU is this process's (all threads)
  *     plus its control-database backends' (sampled from pg_stat_activity and /proc).
  * Babelfish's CONVERT is slow on its server, so its wall times say nothing about SQL Server; the Node CPU does.
  * `--profile` profiles the snapshot phase in-process (node:inspector) and prints its busiest functions.
- * `--keep` leaves the SQL Server database for the next run (found by its name, filled once).
+ * `--keep` leaves the SQL Server database for the next run (found by its name, filled once). `--quick` measures only
+ * the raw `SELECT *` stream, the snapshot phase and the write side.
  * Prints a table and writes .tmp/bench-snapshot-mssql.json.
  */
 import { Session } from 'node:inspector/promises';
@@ -89,7 +90,7 @@ function* syntheticCells(rows: number): Iterable<Cell[]> {
   }
 }
 
-/** COPY text of one cell, as the PostgreSQL adapter writes it (copyText in src/dialect/postgres.ts, not exported). */
+/** COPY text of one cell, as the PostgreSQL adapter wrote it before its binary COPY (copyText, removed from src/dialect/postgres.ts). */
 function copyText(cell: Cell): string {
   if (cell === null) return '\\N';
   if (typeof cell === 'boolean') return cell ? 't' : 'f';
@@ -117,6 +118,8 @@ export async function run(args: string[]): Promise<void> {
   if (!url) throw new Error('set CDC_BENCH_MSSQL_URL to a SQL Server (or Babelfish) login that may create a database, e.g. mssql://user:pass@127.0.0.1:1433/master?encrypt=false&trustServerCertificate=true');
   const rows = option(args, '--rows', 1_000_000);
   const keep = args.includes('--keep');
+  // --quick: only the raw SELECT * stream, the snapshot phase and the write side (the target's figures).
+  const quick = args.includes('--quick');
   const database = keep ? `bench_snapshot_${rows}` : `bench_snapshot_${Math.random().toString(16).slice(2, 8)}`;
   const master = await mssqlDb(url);
   const [{ version }] = (await master.query<{ version: string }>('SELECT @@VERSION AS version')) as [{ version: string }];
@@ -204,15 +207,15 @@ export async function run(args: string[]): Promise<void> {
     // Warm-up, not measured: the first stream in the process would also pay for compiling tedious' and our hot code.
     for (const warm of [rawStream(`SELECT TOP 100000 * FROM dbo.${TABLE}`), small.stream(`SELECT TOP 100000 * FROM dbo.${TABLE}`)]) await warm();
     const raw = await measure('raw stream, SELECT * (native), 16,383-byte TDS packets (the agent\'s)', rawStream(`SELECT * FROM dbo.${TABLE}`));
-    const rawSmall = await measure('raw stream, SELECT *, 4,096-byte packets (tedious\' default)', small.stream(`SELECT * FROM dbo.${TABLE}`));
-    const rawBig = await measure('raw stream, SELECT *, 32,767-byte packets', large.stream(`SELECT * FROM dbo.${TABLE}`));
-    const agentRead = await measure("raw stream of the agent's select", rawStream(agentSelect));
-    const agentSmall = await measure("raw stream of the agent's select, 4,096-byte packets", small.stream(agentSelect));
-    const agentBig = await measure("raw stream of the agent's select, 32,767-byte packets", large.stream(agentSelect));
+    const rawSmall = quick ? undefined : await measure('raw stream, SELECT *, 4,096-byte packets (tedious\' default)', small.stream(`SELECT * FROM dbo.${TABLE}`));
+    const rawBig = quick ? undefined : await measure('raw stream, SELECT *, 32,767-byte packets', large.stream(`SELECT * FROM dbo.${TABLE}`));
+    const agentRead = quick ? undefined : await measure("raw stream of the agent's select", rawStream(agentSelect));
+    const agentSmall = quick ? undefined : await measure("raw stream of the agent's select, 4,096-byte packets", small.stream(agentSelect));
+    const agentBig = quick ? undefined : await measure("raw stream of the agent's select, 32,767-byte packets", large.stream(agentSelect));
     await small.db.close();
     await large.db.close();
-    const swappedRead = await measure(`raw stream of the agent's select, ${swapped.label}`, rawStream(swapped.text));
-    const leverRead = await measure('raw stream, native where exact', rawStream(leverSelect));
+    const swappedRead = quick ? undefined : await measure(`raw stream of the agent's select, ${swapped.label}`, rawStream(swapped.text));
+    const leverRead = quick ? undefined : await measure('raw stream, native where exact', rawStream(leverSelect));
     await prepareTables({ controlDb: control, tenant: TENANT, source: config, schema, runId: 'r1' });
     const session = args.includes('--profile') ? new Session() : undefined;
     if (session) {
@@ -238,7 +241,7 @@ export async function run(args: string[]): Promise<void> {
       return n;
     });
     await control.execute(`TRUNCATE ${snapTable}`);
-    const writeAsIs = await measure('write side: bulkWrite (a COPY chunk per row)', () => control.bulkWrite(sourceTables(TENANT, config.id).snapshot, columns, syntheticCells(rows)), { control: true });
+    const writeAsIs = await measure('write side: bulkWrite (binary COPY)', () => control.bulkWrite(sourceTables(TENANT, config.id).snapshot, columns, syntheticCells(rows)), { control: true });
     await control.execute(`TRUNCATE ${snapTable}`);
     const writeBatched = await measure('write side: the same COPY text, 1,000 rows per chunk', () => control.copyIn(copySql, Readable.from(copyChunks(syntheticCells(rows), 1000))), { control: true });
     await control.execute(`TRUNCATE ${snapTable}`);
@@ -247,15 +250,15 @@ export async function run(args: string[]): Promise<void> {
     const agentCpu = snapshot.cpu + snapshot.controlCpu;
     const figures: Array<Record<string, string | number>> = [
       { step: 'raw tedious stream, SELECT * (native types), 16,383-byte TDS packets as the agent asks', rows: raw.result, 'wall s': r2(raw.seconds), 'Node CPU s per 1M': perM(raw.cpu), 'vs raw': 1, note: '' },
-      { step: "raw tedious stream, SELECT *, 4,096-byte packets (tedious' default)", rows: rawSmall.result, 'wall s': r2(rawSmall.seconds), 'Node CPU s per 1M': perM(rawSmall.cpu), 'vs raw': r2(rawSmall.cpu / raw.cpu), note: '' },
-      { step: 'raw tedious stream, SELECT *, 32,767-byte packets', rows: rawBig.result, 'wall s': r2(rawBig.seconds), 'Node CPU s per 1M': perM(rawBig.cpu), 'vs raw': r2(rawBig.cpu / raw.cpu), note: '' },
-      { step: "raw stream of the agent's select (16,383-byte packets)", rows: agentRead.result, 'wall s': r2(agentRead.seconds), 'Node CPU s per 1M': perM(agentRead.cpu), 'vs raw': r2(agentRead.cpu / raw.cpu), note: '' },
-      { step: "the agent's select, 4,096-byte packets", rows: agentSmall.result, 'wall s': r2(agentSmall.seconds), 'Node CPU s per 1M': perM(agentSmall.cpu), 'vs raw': r2(agentSmall.cpu / raw.cpu), note: '' },
-      { step: "the agent's select, 32,767-byte packets", rows: agentBig.result, 'wall s': r2(agentBig.seconds), 'Node CPU s per 1M': perM(agentBig.cpu), 'vs raw': r2(agentBig.cpu / raw.cpu), note: '' },
-      { step: `the same, ${swapped.label}`, rows: swappedRead.result, 'wall s': r2(swappedRead.seconds), 'Node CPU s per 1M': perM(swappedRead.cpu), 'vs raw': r2(swappedRead.cpu / raw.cpu), note: '' },
-      { step: 'native where tedious is exact; CONVERT to nvarchar for decimal, datetime2, date', rows: leverRead.result, 'wall s': r2(leverRead.seconds), 'Node CPU s per 1M': perM(leverRead.cpu), 'vs raw': r2(leverRead.cpu / raw.cpu), note: '' },
+      ...(rawSmall ? [{ step: "raw tedious stream, SELECT *, 4,096-byte packets (tedious' default)", rows: rawSmall.result, 'wall s': r2(rawSmall.seconds), 'Node CPU s per 1M': perM(rawSmall.cpu), 'vs raw': r2(rawSmall.cpu / raw.cpu), note: '' }] : []),
+      ...(rawBig ? [{ step: 'raw tedious stream, SELECT *, 32,767-byte packets', rows: rawBig.result, 'wall s': r2(rawBig.seconds), 'Node CPU s per 1M': perM(rawBig.cpu), 'vs raw': r2(rawBig.cpu / raw.cpu), note: '' }] : []),
+      ...(agentRead ? [{ step: "raw stream of the agent's select (16,383-byte packets)", rows: agentRead.result, 'wall s': r2(agentRead.seconds), 'Node CPU s per 1M': perM(agentRead.cpu), 'vs raw': r2(agentRead.cpu / raw.cpu), note: '' }] : []),
+      ...(agentSmall ? [{ step: "the agent's select, 4,096-byte packets", rows: agentSmall.result, 'wall s': r2(agentSmall.seconds), 'Node CPU s per 1M': perM(agentSmall.cpu), 'vs raw': r2(agentSmall.cpu / raw.cpu), note: '' }] : []),
+      ...(agentBig ? [{ step: "the agent's select, 32,767-byte packets", rows: agentBig.result, 'wall s': r2(agentBig.seconds), 'Node CPU s per 1M': perM(agentBig.cpu), 'vs raw': r2(agentBig.cpu / raw.cpu), note: '' }] : []),
+      ...(swappedRead ? [{ step: `the same, ${swapped.label}`, rows: swappedRead.result, 'wall s': r2(swappedRead.seconds), 'Node CPU s per 1M': perM(swappedRead.cpu), 'vs raw': r2(swappedRead.cpu / raw.cpu), note: '' }] : []),
+      ...(leverRead ? [{ step: 'native where tedious is exact; CONVERT to nvarchar for decimal, datetime2, date', rows: leverRead.result, 'wall s': r2(leverRead.seconds), 'Node CPU s per 1M': perM(leverRead.cpu), 'vs raw': r2(leverRead.cpu / raw.cpu), note: '' }] : []),
       {
-        step: 'agent snapshot phase: readCells → toCell → COPY text into the control database',
+        step: 'agent snapshot phase: readCells → toCell → bulkWrite (binary COPY) into the control database',
         rows: snapshot.result.rows,
         'wall s': r2(snapshot.seconds),
         'Node CPU s per 1M': perM(snapshot.cpu),
@@ -267,7 +270,7 @@ export async function run(args: string[]): Promise<void> {
       },
       { step: 'write side alone: making the cells in Node (no write)', rows: made.result, 'wall s': r2(made.seconds), 'Node CPU s per 1M': perM(made.cpu), note: 'included in the two rows below' },
       {
-        step: 'write side alone: bulkWrite of those cells (COPY text, a chunk per row)',
+        step: 'write side alone: bulkWrite of those cells (binary COPY, 256 KiB chunks)',
         rows: writeAsIs.result,
         'wall s': r2(writeAsIs.seconds),
         'Node CPU s per 1M': perM(writeAsIs.cpu),
@@ -276,7 +279,7 @@ export async function run(args: string[]): Promise<void> {
         note: '',
       },
       {
-        step: 'write side alone, lever: the same COPY text, 1,000 rows per chunk',
+        step: 'write side alone: the same cells as COPY text, 1,000 rows per chunk (bulkWrite before binary COPY)',
         rows: writeBatched.result,
         'wall s': r2(writeBatched.seconds),
         'Node CPU s per 1M': perM(writeBatched.cpu),

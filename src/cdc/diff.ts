@@ -11,6 +11,7 @@ import { PermanentError, TransientError } from '../errors/errors.ts';
 import { where } from '../snapshot/introspect.ts';
 import type { SourceSchema } from '../snapshot/schema.ts';
 import { heldKeysTable, snapshotKeyIndex, sourceKeysTable, sourceTables } from '../snapshot/source-tables.ts';
+import { keptStagedRows } from '../snapshot/staged-rows.ts';
 import { controlSql } from '../snapshot/tables.ts';
 import { storedEntrySql } from '../batching/change-set.ts';
 import { countSnapshotSet, snapshotIdentity, snapshotSetSupported, type ChangeSetKind } from '../batching/snapshot-set.ts';
@@ -195,8 +196,14 @@ export async function computeDiff(args: {
     // partRows staging rows each, so that each part's hash (where it hashes) stays within the join's memory, and
     // (given a second connection) into at least two parts run at once. Staging
     // is written only by this job's push, under the same lease, so its key order holds still while parts read it.
-    const rows = await rowCount(names.staging);
-    let parts = Math.ceil(rows / Math.max(1, args.partRows ?? DIFF_PART_ROWS));
+    // The kept count (src/snapshot/staged-rows.ts) spares counting staging where it says one part will do: the
+    // part boundaries are offsets into staging and need the exact count, but one part reads all of staging, so a
+    // wrong kept count could then cost only join memory, never a row.
+    const partRows = Math.max(1, args.partRows ?? DIFF_PART_ROWS);
+    const kept = await keptStagedRows(db, tenant, source.id);
+    const onePart = kept !== null && kept <= partRows && !(connections >= 2 && kept >= minRows);
+    const rows = onePart ? kept : await rowCount(names.staging);
+    let parts = Math.ceil(rows / partRows);
     if (connections >= 2 && rows >= minRows) parts = Math.max(2, parts);
     if (parts >= 2) {
       const at = (i: number) => (i === 0 || i === parts ? null : Math.floor((rows * i) / parts));

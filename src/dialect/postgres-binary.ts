@@ -16,7 +16,6 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
 /** Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01. */
 const PG_EPOCH_DAYS = 10_957;
-const US_PER_DAY = 86_400_000_000n;
 
 type FieldWriter = (out: BinaryCopyWriter, cell: Exclude<Cell, null>) => void;
 
@@ -216,7 +215,7 @@ function fieldWriter(type: ColumnType): FieldWriter {
       return (out, cell) => {
         const text = cell as string;
         out.int32(8);
-        out.int64(BigInt(parseTime(text, 0, text.length)));
+        out.microseconds(0, parseTime(text, 0, text.length));
       };
     case 'timestamp':
     case 'timestamptz': {
@@ -227,9 +226,18 @@ function fieldWriter(type: ColumnType): FieldWriter {
         const { days, end } = parseDate(text);
         if (text.charCodeAt(end) !== 84) throw new Error('not a timestamp');
         const offset = zoned ? parseOffset(text) : { minutes: 0, at: text.length };
-        const us = parseTime(text, end + 1, offset.at) - offset.minutes * 60_000_000;
+        // The offset moves the instant by whole minutes, at most a day either way: borrow or carry a day.
+        let us = parseTime(text, end + 1, offset.at) - offset.minutes * 60_000_000;
+        let day = days;
+        if (us < 0) {
+          us += 86_400_000_000;
+          day--;
+        } else if (us >= 86_400_000_000) {
+          us -= 86_400_000_000;
+          day++;
+        }
         out.int32(8);
-        out.int64(BigInt(days) * US_PER_DAY + BigInt(us));
+        out.microseconds(day, us);
       };
     }
   }
@@ -294,6 +302,19 @@ export class BinaryCopyWriter {
 
   int64(v: bigint): void {
     this.len = this.reserve(8).writeBigInt64BE(v, this.len);
+  }
+
+  /**
+   * An int64 of `days` × 86,400,000,000 + `us` (|days| < 2^22, 0 ≤ us < 2^37), without a BigInt: 86,400,000,000 is
+   * 20 × 2^32 + 500,654,080, so the low part days × 500,654,080 + us stays exact in a double and carries into the high word.
+   */
+  microseconds(days: number, us: number): void {
+    const low = days * 500_654_080 + us;
+    const carry = Math.floor(low / 4_294_967_296);
+    const buf = this.reserve(8);
+    buf.writeInt32BE(days * 20 + carry, this.len);
+    buf.writeUInt32BE(low - carry * 4_294_967_296, this.len + 4);
+    this.len += 8;
   }
 
   float32(v: number): void {

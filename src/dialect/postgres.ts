@@ -262,14 +262,21 @@ export class PostgresDb extends PgQueryable implements Db {
     return stream;
   }
 
-  async copyIn(sql: string, input: Readable): Promise<number> {
+  async copyIn(sql: string, input: Readable, options: { first?: readonly string[] } = {}): Promise<number> {
     const client = await this.pool.connect().catch((error: unknown) => {
       throw toCdcError(error, 'PostgreSQL connect');
     });
+    const first = options.first ?? [];
     let failed = false;
     try {
+      // Statements before the COPY in its transaction; on a failure the connection is discarded, which rolls it back.
+      if (first.length > 0) {
+        await client.query('BEGIN');
+        for (const statement of first) await client.query(statement);
+      }
       const target = client.query(copyStreams.from(sql));
       await pipeline(input, target);
+      if (first.length > 0) await client.query('COMMIT');
       return Number(target.rowCount ?? 0);
     } catch (error) {
       failed = true;

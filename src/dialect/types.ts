@@ -98,7 +98,10 @@ export interface Db extends Queryable {
    * `current_setting`: how values reach a COPY, which takes no bind parameters.
    */
   copyOut?(sql: string, settings?: Readonly<Record<string, string>>): Promise<Readable>;
-  /** Raw COPY in, when `caps.rawCopy`; resolves when the server has committed the COPY. */
-  copyIn?(sql: string, input: Readable): Promise<number>;
+  /**
+   * Raw COPY in, when `caps.rawCopy`; resolves when the server has committed the COPY. With `first`, those
+   * statements run before it in one transaction with it (a TRUNCATE there lets the COPY FREEZE its rows).
+   */
+  copyIn?(sql: string, input: Readable, options?: { first?: readonly string[] }): Promise<number>;
   close(): Promise<void>;
 }

@@ -41,7 +41,7 @@ export async function takeSnapshot(args: {
   const { snapshot } = sourceTables(tenant, source.id);
   // The diff's key index would slow the load down; the diff builds it again afterwards.
   await controlDb.execute(controlSql(controlDb).dropIndexSql(controlDb, snapshot, snapshotKeyIndex(tenant, source.id)));
-  await controlDb.execute(`TRUNCATE TABLE ${controlDb.table(snapshot)}`);
+  const truncate = `TRUNCATE TABLE ${controlDb.table(snapshot)}`;
   const columns = schema.columns.map((c) => controlDb.quote(c.name)).join(', ');
   const deltaSelect = (condition: string) => `SELECT ${described.items.join(', ')} FROM ${described.from} WHERE ${condition}`;
 
@@ -57,7 +57,9 @@ export async function takeSnapshot(args: {
       signal?.addEventListener('abort', abort, { once: true });
       const poll = onProgress ? setInterval(() => void copyProgress(controlDb, snapshot).then((n) => n !== null && onProgress(n)), PROGRESS_POLL_MS) : undefined;
       try {
-        const rows = await controlDb.copyIn(`COPY ${controlDb.table(snapshot)} (${columns}) FROM STDIN (FORMAT binary)`, out);
+        // Emptied in the COPY's own transaction, so that the COPY may FREEZE its rows: written frozen, the rows need
+        // no hint bits set by the first reader (the key check's index build) and no later freezing by VACUUM.
+        const rows = await controlDb.copyIn(`COPY ${controlDb.table(snapshot)} (${columns}) FROM STDIN (FORMAT binary, FREEZE)`, out, { first: [truncate] });
         onProgress?.(rows);
         return { rows };
       } finally {
@@ -66,6 +68,7 @@ export async function takeSnapshot(args: {
       }
     }
 
+    await controlDb.execute(truncate);
     let rows = 0;
     const counted = async function* (cells: AsyncIterable<Cell[]>): AsyncIterable<Cell[]> {
       for await (const row of cells) {

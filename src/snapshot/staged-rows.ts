@@ -16,10 +16,16 @@ function update(db: Db, set: string): string {
   return `UPDATE cdc_source_state SET staging_rows = ${set} WHERE tenant_id = ${db.param(1)} AND source_id = ${db.param(2)}`;
 }
 
+/** The kept count, or null where it is unknown. */
+export async function keptStagedRows(db: Db, tenant: string, source: string): Promise<number | null> {
+  const [kept] = await db.query<{ n: unknown }>(`SELECT staging_rows AS n FROM cdc_source_state WHERE tenant_id = ${db.param(1)} AND source_id = ${db.param(2)}`, [tenant, source]);
+  return kept && kept.n !== null && kept.n !== undefined ? Number(kept.n) : null;
+}
+
 /** Rows the source's staging holds: the kept count, or a count of staging when it is unknown. */
 export async function stagedRows(db: Db, tenant: string, source: string): Promise<number> {
-  const [kept] = await db.query<{ n: unknown }>(`SELECT staging_rows AS n FROM cdc_source_state WHERE tenant_id = ${db.param(1)} AND source_id = ${db.param(2)}`, [tenant, source]);
-  if (kept && kept.n !== null && kept.n !== undefined) return Number(kept.n);
+  const kept = await keptStagedRows(db, tenant, source);
+  if (kept !== null) return kept;
   const [row] = await db.query<{ n: unknown }>(`SELECT count(*) AS n FROM ${db.table(sourceTables(tenant, source).staging)}`);
   return Number(row?.n ?? 0);
 }
