@@ -162,22 +162,29 @@ function writeUuid(out: BinaryCopyWriter, text: string): void {
   out.advance(16);
 }
 
+/** A numeric cell as it is; anything else is not one (Buffer's writers would coerce a string silently). */
+function number(cell: Exclude<Cell, null>): number {
+  if (typeof cell !== 'number') throw new Error('not a number');
+  return cell;
+}
+
 function fieldWriter(type: ColumnType): FieldWriter {
   switch (type.kind) {
     case 'boolean':
       return (out, cell) => {
+        if (typeof cell !== 'boolean') throw new Error('not a boolean');
         out.int32(1);
-        out.byte(cell === true ? 1 : 0);
+        out.byte(cell ? 1 : 0);
       };
     case 'int16':
       return (out, cell) => {
         out.int32(2);
-        out.int16(cell as number);
+        out.smallint(number(cell));
       };
     case 'int32':
       return (out, cell) => {
         out.int32(4);
-        out.int32(cell as number);
+        out.int32(number(cell));
       };
     case 'int64':
       return (out, cell) => {
@@ -187,12 +194,12 @@ function fieldWriter(type: ColumnType): FieldWriter {
     case 'float32':
       return (out, cell) => {
         out.int32(4);
-        out.float32(cell as number);
+        out.float32(number(cell));
       };
     case 'float64':
       return (out, cell) => {
         out.int32(8);
-        out.float64(cell as number);
+        out.float64(number(cell));
       };
     case 'decimal':
       return (out, cell) => writeNumeric(out, String(cell));
@@ -292,8 +299,14 @@ export class BinaryCopyWriter {
     this.reserve(1)[this.len++] = v;
   }
 
+  /** An int16 of the format's own (counts, numeric's header words and digit groups, whose sign word is 0x4000 and up). */
   int16(v: number): void {
     this.len = this.reserve(2).writeInt16BE(v << 16 >> 16, this.len);
+  }
+
+  /** A smallint value: out of range throws, where int16 would wrap. */
+  smallint(v: number): void {
+    this.len = this.reserve(2).writeInt16BE(v, this.len);
   }
 
   int32(v: number): void {
