@@ -128,8 +128,19 @@ export async function createTestDatabase(dialect: DialectName, label: string, po
       const again = await connect(adminConfig);
       try {
         if (dialect === 'postgres') await again.execute(`DROP DATABASE IF EXISTS ${again.quote(name)} WITH (FORCE)`);
-        // Babelfish has no ALTER DATABASE; this file's own connections are closed above
-        else if (inject('mssqlIsBabelfish')) await again.execute(`DROP DATABASE ${again.quote(name)}`);
+        // Babelfish has no ALTER DATABASE; this file's own connections are closed above. Its catalog answers a drop
+        // beside another file's create or drop with "tuple concurrently updated" (seen once in 42 files): try again.
+        else if (inject('mssqlIsBabelfish')) {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await again.execute(`DROP DATABASE ${again.quote(name)}`);
+              break;
+            } catch (error) {
+              if (attempt >= 5 || !/tuple concurrently updated/.test(String(error))) throw error;
+              await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+            }
+          }
+        }
         else await again.execute(`ALTER DATABASE ${again.quote(name)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ${again.quote(name)}`);
       } finally {
         await again.close();
