@@ -89,6 +89,22 @@ export interface TestDatabase {
 }
 
 /** A fresh, empty database on the dialect's test server. Call `drop()` in afterAll. */
+/**
+ * A CREATE or DROP DATABASE on Babelfish, tried again while its catalog refuses it beside another test file's
+ * ("tuple concurrently updated"; a drop met it once in the 42-file run).
+ */
+async function babelfishCatalog(statement: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await statement();
+      return;
+    } catch (error) {
+      if (attempt >= 20 || !/concurrently|deadlock|could not serialize/i.test(String(error instanceof Error ? error.message : error))) throw error;
+      await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
+    }
+  }
+}
+
 export async function createTestDatabase(dialect: DialectName, label: string, poolMax = 10): Promise<TestDatabase> {
   const name = `cdc_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase().slice(0, 30)}_${randomBytes(4).toString('hex')}`;
   const adminConfig = adminConnection(dialect);
@@ -96,17 +112,8 @@ export async function createTestDatabase(dialect: DialectName, label: string, po
   try {
     if (dialect === 'postgres') await admin.execute(`CREATE DATABASE ${admin.quote(name)}`);
     else if (inject('mssqlIsBabelfish')) {
-      // Concurrent CREATE DATABASE races on Babelfish ("tuple concurrently updated"): retry it; and it has no RCSI
-      // setting (its READ COMMITTED is PostgreSQL's MVCC already).
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await admin.execute(`CREATE DATABASE ${admin.quote(name)}`);
-          break;
-        } catch (error) {
-          if (attempt >= 20 || !/concurrently|deadlock|could not serialize/i.test(String(error instanceof Error ? error.message : error))) throw error;
-          await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
-        }
-      }
+      // It has no RCSI setting (its READ COMMITTED is PostgreSQL's MVCC already).
+      await babelfishCatalog(() => admin.execute(`CREATE DATABASE ${admin.quote(name)}`));
     } else {
       await admin.execute(`CREATE DATABASE ${admin.quote(name)}`);
       // The agent's claim query relies on READPAST working with RCSI on; test with it on.
@@ -128,19 +135,8 @@ export async function createTestDatabase(dialect: DialectName, label: string, po
       const again = await connect(adminConfig);
       try {
         if (dialect === 'postgres') await again.execute(`DROP DATABASE IF EXISTS ${again.quote(name)} WITH (FORCE)`);
-        // Babelfish has no ALTER DATABASE; this file's own connections are closed above. Its catalog answers a drop
-        // beside another file's create or drop with "tuple concurrently updated" (seen once in 42 files): try again.
-        else if (inject('mssqlIsBabelfish')) {
-          for (let attempt = 1; ; attempt++) {
-            try {
-              await again.execute(`DROP DATABASE ${again.quote(name)}`);
-              break;
-            } catch (error) {
-              if (attempt >= 5 || !/tuple concurrently updated/.test(String(error))) throw error;
-              await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
-            }
-          }
-        }
+        // Babelfish has no ALTER DATABASE; this file's own connections are closed above.
+        else if (inject('mssqlIsBabelfish')) await babelfishCatalog(() => again.execute(`DROP DATABASE ${again.quote(name)}`));
         else await again.execute(`ALTER DATABASE ${again.quote(name)} SET SINGLE_USER WITH ROLLBACK IMMEDIATE; DROP DATABASE ${again.quote(name)}`);
       } finally {
         await again.close();
