@@ -180,6 +180,7 @@ export async function computeDiff(args: {
       }
       return { upserts: rows, deletes: 0, changeSet: 'table' };
     }
+    return { upserts: await fillOne(sql.allUpserts(db, tables, schema, entry)), deletes: 0, changeSet: 'table' };
   }
 
   // The incremental join. Where the snapshot and staging both lie in about key order (a source read in the order of
@@ -187,15 +188,15 @@ export async function computeDiff(args: {
   // hash join's CPU; it reads the snapshot's key index, so the fill then waits for the key check instead of running
   // beside it. Out of key order the merge's heap reads cost more than the hash (measured: 1.7 against 1.4 CPU-s per
   // 1M), and the server chooses the join as before.
-  const join = initialSync ? undefined : await chooseJoin();
+  const join = await chooseJoin();
   const joinSettings = join === 'merge' ? (sql.orderedJoinSettings ?? []) : [];
   if (join === 'merge') await failOnBadKey();
 
-  if (!initialSync && sql.changesPart && tables.held === null) {
+  if (sql.changesPart && tables.held === null) {
     // An incremental diff is one join on one core: split it into parts of staging's key order with at most
     // partRows staging rows each, so that each part's hash (where it hashes) stays within the join's memory, and
-    // (given a second connection) into at least two parts run at once. Staging
-    // is written only by this job's push, under the same lease, so its key order holds still while parts read it.
+    // (given a second connection) into at least two parts run at once. Staging is written only by this job's
+    // push, under the same lease, so its key order holds still while parts read it.
     // The kept count (src/snapshot/staged-rows.ts) spares counting staging where it says one part will do: the
     // part boundaries are offsets into staging and need the exact count, but one part reads all of staging, so a
     // wrong kept count could then cost only join memory, never a row.
@@ -224,7 +225,6 @@ export async function computeDiff(args: {
       return { ...(await countChanges()), ...(join ? { join } : {}) };
     }
   }
-  if (initialSync) return { upserts: await fillOne(sql.allUpserts(db, tables, schema, entry)), deletes: 0, changeSet: 'table' };
   await fillOne(sql.changes(db, tables, schema, entry, everyRow), joinSettings);
   return { ...(await countChanges()), ...(join ? { join } : {}) };
 

@@ -95,32 +95,24 @@ function writeNumeric(out: BinaryCopyWriter, text: string): void {
   const intEnd = point < 0 ? text.length : point;
   const scale = point < 0 ? 0 : text.length - point - 1;
   if (intEnd === start && scale === 0) throw new Error('not a number');
-  // Groups of four digits aligned on the decimal point: the integer part padded on the left, the fraction on the right.
+  // Groups of four digits aligned on the decimal point: the integer part padded on the left, the fraction on the
+  // right. Group g of the integer part starts at start - lead + 4g, group g of the fraction at point + 1 + 4g.
   const intDigits = intEnd - start;
   const lead = (4 - (intDigits % 4)) % 4;
   const intGroups = (intDigits + lead) / 4;
   const fracGroups = Math.ceil(scale / 4);
+  const groupAt = (from: number, last: number): number => {
+    let v = 0;
+    for (let i = from; i < from + 4; i++) {
+      const c = i < start || i >= last ? 0 : text.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) throw new Error('not a number');
+      v = v * 10 + c;
+    }
+    return v;
+  };
   const groups: number[] = new Array<number>(intGroups + fracGroups);
-  for (let g = 0; g < intGroups; g++) {
-    let v = 0;
-    for (let k = 0; k < 4; k++) {
-      const i = start - lead + g * 4 + k;
-      const c = i < start ? 0 : text.charCodeAt(i) - 48;
-      if (c < 0 || c > 9) throw new Error('not a number');
-      v = v * 10 + c;
-    }
-    groups[g] = v;
-  }
-  for (let g = 0; g < fracGroups; g++) {
-    let v = 0;
-    for (let k = 0; k < 4; k++) {
-      const i = point + 1 + g * 4 + k;
-      const c = i < text.length ? text.charCodeAt(i) - 48 : 0;
-      if (c < 0 || c > 9) throw new Error('not a number');
-      v = v * 10 + c;
-    }
-    groups[intGroups + g] = v;
-  }
+  for (let g = 0; g < intGroups; g++) groups[g] = groupAt(start - lead + g * 4, intEnd);
+  for (let g = 0; g < fracGroups; g++) groups[intGroups + g] = groupAt(point + 1 + g * 4, text.length);
   let first = 0;
   while (first < groups.length && groups[first] === 0) first++;
   let last = groups.length;
@@ -162,10 +154,16 @@ function writeUuid(out: BinaryCopyWriter, text: string): void {
   out.advance(16);
 }
 
-/** A numeric cell as it is; anything else is not one (Buffer's writers would coerce a string silently). */
-function number(cell: Exclude<Cell, null>): number {
-  if (typeof cell !== 'number') throw new Error('not a number');
-  return cell;
+/**
+ * The field of a JavaScript number `bytes` wide. Only a number is one: Buffer's writers would coerce a string
+ * silently.
+ */
+function fixed(bytes: number, write: (out: BinaryCopyWriter, value: number) => void): FieldWriter {
+  return (out, cell) => {
+    if (typeof cell !== 'number') throw new Error('not a number');
+    out.int32(bytes);
+    write(out, cell);
+  };
 }
 
 function fieldWriter(type: ColumnType): FieldWriter {
@@ -177,30 +175,18 @@ function fieldWriter(type: ColumnType): FieldWriter {
         out.byte(cell ? 1 : 0);
       };
     case 'int16':
-      return (out, cell) => {
-        out.int32(2);
-        out.smallint(number(cell));
-      };
+      return fixed(2, (out, v) => out.smallint(v));
     case 'int32':
-      return (out, cell) => {
-        out.int32(4);
-        out.int32(number(cell));
-      };
+      return fixed(4, (out, v) => out.int32(v));
     case 'int64':
       return (out, cell) => {
         out.int32(8);
         out.int64(typeof cell === 'bigint' ? cell : BigInt(cell as number | string));
       };
     case 'float32':
-      return (out, cell) => {
-        out.int32(4);
-        out.float32(number(cell));
-      };
+      return fixed(4, (out, v) => out.float32(v));
     case 'float64':
-      return (out, cell) => {
-        out.int32(8);
-        out.float64(number(cell));
-      };
+      return fixed(8, (out, v) => out.float64(v));
     case 'decimal':
       return (out, cell) => writeNumeric(out, String(cell));
     case 'string':
