@@ -12,9 +12,10 @@ import { withApplicationName } from '../dialect/postgres.ts';
 import type { Db } from '../dialect/types.ts';
 import { idempotencyKey, type BatchBody, type CompleteBody } from '../contract/wire.ts';
 import { FaultInjector, type FaultOptions } from './faults.ts';
-import { rowSlices } from './slice.ts';
+import { scanBatch } from './scan.ts';
+import { stageParsed, type StagedBatch } from './staged.ts';
 import { ReceiverConflict, ReceiverStore } from './store.ts';
-import { batchBodySchema, batchProblems, completeBodySchema, digestQuerySchema, pathParamsSchema } from './validate.ts';
+import { batchBodySchema, batchHeaderSchema, batchProblems, completeBodySchema, digestQuerySchema, pathParamsSchema } from './validate.ts';
 import { DEFAULT_BUCKETS, MAX_BUCKETS } from '../contract/digest.ts';
 
 export interface ObservedRequest {
@@ -50,6 +51,7 @@ export interface Receiver {
 type Params = { tenant: string; dataset: string; runId?: string };
 
 const DEFAULT_MAX_BODY = 64 * 1024 * 1024;
+const BATCHES = '/tenants/:tenant/datasets/:dataset/batches';
 
 function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a);
@@ -67,8 +69,10 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   const db = typeof options.db === 'string' ? await connect({ dialect: 'postgres', url: withApplicationName(options.db, 'cdc-receiver'), poolMax: 10 }) : options.db;
   const store = new ReceiverStore(db);
   await store.init();
-  /** Decoded request bytes, kept for the handler (body hash, row texts). */
+  /** Decoded request bytes, kept for the handler (the body hash). */
   const rawBodies = new WeakMap<FastifyRequest, Buffer>();
+  /** Batches the fast path (scan.ts) staged straight from their bytes; their request.body is the header alone. */
+  const scannedBatches = new WeakMap<FastifyRequest, StagedBatch>();
   const faults = new FaultInjector(options.faults ?? {}, options.seed ?? 1);
   const app = Fastify({
     logger: false,
@@ -106,6 +110,16 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
     const bytes = raw as Buffer;
     rawBodies.set(request, bytes);
+    // A batch in the agent's compact framing is validated and staged from its bytes (scan.ts); anything else,
+    // or anything the scan is not sure of, is parsed and judged in full below.
+    if (request.method === 'POST' && request.routeOptions.url === BATCHES) {
+      const scanned = scanBatch(bytes, request.compileValidationSchema(batchHeaderSchema, 'body'));
+      if (scanned) {
+        scannedBatches.set(request, scanned);
+        done(null, scanned.header);
+        return;
+      }
+    }
     const text = bytes.toString('utf8');
     // The secure parser scans the whole text with two regular expressions; a body that cannot spell either
     // name (not even with \u escapes) needs no scan.
@@ -124,7 +138,11 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   });
 
   app.addHook('preValidation', async (request: FastifyRequest, reply: FastifyReply) => {
-    options.observe?.({ method: request.method, url: request.url, headers: { ...request.headers }, body: request.body });
+    if (options.observe) {
+      // An observer sees the whole body, also of a batch the fast path took (whose request.body is its header).
+      const raw = scannedBatches.has(request) ? rawBodies.get(request) : undefined;
+      options.observe({ method: request.method, url: request.url, headers: { ...request.headers }, body: raw ? JSON.parse(raw.toString('utf8')) : request.body });
+    }
     // No such endpoint (the digest with --no-digest, a typo): 404, before credentials are asked for.
     if (request.is404) return undefined;
     const { tenant } = request.params as Params;
@@ -177,27 +195,36 @@ export async function startReceiver(options: ReceiverOptions): Promise<Receiver>
   });
 
   app.post(
-    '/tenants/:tenant/datasets/:dataset/batches',
-    { schema: { params: pathParamsSchema, body: batchBodySchema } },
+    BATCHES,
+    // The body's JSON schema is checked here for the full path; a batch the fast path staged was checked by it.
+    { schema: { params: pathParamsSchema, body: batchBodySchema }, attachValidation: true },
     async (request: FastifyRequest, reply: FastifyReply) => {
       const { tenant, dataset } = request.params as Params;
-      const body = request.body as BatchBody;
+      const scanned = scannedBatches.get(request);
+      const invalid = request.validationError as (Error & { validationContext?: string }) | undefined;
+      if (invalid && !(scanned && invalid.validationContext === 'body')) throw invalid;
+      const header = scanned ? scanned.header : (request.body as BatchBody);
       const key = request.headers['idempotency-key'];
-      const expectedKey = idempotencyKey(body.runId, body.batch, body.part);
+      const expectedKey = idempotencyKey(header.runId, header.batch, header.part);
       if (key !== expectedKey) {
         return reply.code(400).send({ error: 'bad_request', message: `Idempotency-Key must be ${expectedKey} for this body (got ${JSON.stringify(key ?? null)})` });
       }
-      const problems = batchProblems(body);
-      if (problems.length > 0) return reply.code(400).send({ error: 'bad_request', message: problems.join('; '), problems });
+      let staged = scanned;
+      if (!staged) {
+        const body = request.body as BatchBody;
+        const problems = batchProblems(body);
+        if (problems.length > 0) return reply.code(400).send({ error: 'bad_request', message: problems.join('; '), problems });
+        staged = stageParsed(body);
+      }
       const raw = rawBodies.get(request);
       const sha = createHash('sha256')
-        .update(raw ?? JSON.stringify(body))
+        .update(raw ?? JSON.stringify(request.body))
         .digest('hex');
-      const slices = raw ? rowSlices(raw, body.changes.map((c) => c.op), body.schema.columns.length) : undefined;
-      const apply = () => store.applyBatch(tenant, dataset, expectedKey, body, sha, raw && slices ? { raw, slices } : undefined);
+      const batch = staged;
+      const apply = () => store.applyBatch(tenant, dataset, expectedKey, batch, sha);
       if (await injectFault(reply, apply)) return reply;
-      if (faults.rejects(body.batch)) {
-        return reply.code(422).send({ error: 'rejected', message: `batch ${body.batch} rejected: the receiver refuses this data (fault injection)` });
+      if (faults.rejects(header.batch)) {
+        return reply.code(422).send({ error: 'rejected', message: `batch ${header.batch} rejected: the receiver refuses this data (fault injection)` });
       }
       const result = await apply();
       return reply.code(result.status === 'applied' ? 201 : 200).send(result);

@@ -11,8 +11,8 @@ import copyStreams from 'pg-copy-streams';
 import { PostgresDb } from '../dialect/postgres.ts';
 import type { Db, Queryable } from '../dialect/types.ts';
 import { toCdcError } from '../errors/classify.ts';
-import type { RowSlices } from './slice.ts';
-import type { BatchBody, CompleteBody, PushMode, WireColumn, WireValue } from '../contract/wire.ts';
+import { keyColumns, type StagedBatch } from './staged.ts';
+import type { CompleteBody, PushMode, WireColumn, WireValue } from '../contract/wire.ts';
 import { DigestBuilder, hex64, keyText, type DatasetDigest, type KeyHash } from '../contract/digest.ts';
 
 export class ReceiverConflict extends Error {
@@ -87,77 +87,6 @@ function fromText(c: WireColumn, expr: string): string {
   return `(${expr})::${keyType(c).replace(' COLLATE "C"', '')}`;
 }
 
-/** A value in COPY text format: NULL as \\N, backslash, tab, newline and carriage return escaped. */
-function copyText(value: WireValue | string | undefined): string {
-  if (value === null || value === undefined) return '\\N';
-  const text = typeof value === 'string' ? value : String(value);
-  return /[\\\t\n\r]/.test(text) ? text.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')) : text;
-}
-
-/** Fills buffers of about `size` bytes with COPY text; `take()` hands over what was written. */
-class CopyChunks {
-  private buf: Buffer;
-  private len = 0;
-  private readonly size: number;
-  constructor(size: number) {
-    this.size = size;
-    this.buf = Buffer.allocUnsafe(size);
-  }
-  get length(): number {
-    return this.len;
-  }
-  private room(bytes: number): void {
-    if (this.len + bytes <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + bytes));
-    this.buf.copy(bigger, 0, 0, this.len);
-    this.buf = bigger;
-  }
-  text(s: string): void {
-    this.room(s.length * 3);
-    this.len += this.buf.write(s, this.len, 'utf8');
-  }
-  bytes(src: Buffer, start: number, end: number): void {
-    this.room(end - start);
-    this.len += src.copy(this.buf, this.len, start, end);
-  }
-  take(): Buffer {
-    const out = this.buf.subarray(0, this.len);
-    this.buf = Buffer.allocUnsafe(this.size);
-    this.len = 0;
-    return out;
-  }
-}
-
-/** Where the stored row texts come from: slices of the raw body where they are byte-identical to `JSON.stringify` of the parsed row, else serialised again. */
-export interface RowSource {
-  raw: Buffer;
-  slices: RowSlices;
-}
-
-/** The batch as COPY text lines (op, key texts, row text), in chunks of a few hundred kilobytes. */
-function* copyLines(body: BatchBody, keys: readonly WireColumn[], rows?: RowSource): Generator<Buffer> {
-  const chunks = new CopyChunks(512 * 1024);
-  const changes = body.changes;
-  for (let i = 0; i < changes.length; i++) {
-    const change = changes[i]!;
-    const values = change.op === 'upsert' ? change.row : change.key;
-    let line = change.op === 'upsert' ? 'U' : 'D';
-    for (const k of keys) line += `\t${copyText(values[k.name])}`;
-    if (change.op === 'delete') {
-      chunks.text(`${line}\t\\N\n`);
-    } else if (rows && rows.slices.verbatim[i] === 1) {
-      // Verbatim rows hold no backslash and, being compact JSON, no tab or line break: nothing to escape.
-      chunks.text(`${line}\t`);
-      chunks.bytes(rows.raw, rows.slices.start[i]!, rows.slices.end[i]!);
-      chunks.text('\n');
-    } else {
-      chunks.text(`${line}\t${copyText(JSON.stringify(change.row))}\n`);
-    }
-    if (chunks.length >= 256 * 1024) yield chunks.take();
-  }
-  if (chunks.length > 0) yield chunks.take();
-}
-
 function datasetTable(tenant: string, dataset: string, keys: readonly WireColumn[]): string {
   const hash = createHash('sha256').update(`${tenant}/${dataset}/${JSON.stringify(keys)}`).digest('hex').slice(0, 16);
   return `rx_rows_${hash}`;
@@ -224,24 +153,19 @@ export class ReceiverStore {
    * (counted, not applied); with a different body it is refused.
    *
    * One transaction on one connection: the ledger row first (the database decides dedupe, whatever the
-   * concurrency), then the batch is COPYed into a per-connection temporary staging table and applied with one
-   * `DELETE … USING` and one `INSERT … ON CONFLICT` from it. With `rows`, each stored row text is the bytes the client sent (sliced
-   * from the decoded body, see slice.ts); without, the parsed row serialised again.
+   * concurrency), then the batch's staged lines (staged.ts) are COPYed into a per-connection temporary staging
+   * table and applied with one `DELETE … USING` and one `INSERT … ON CONFLICT` from it.
    */
   async applyBatch(
     tenant: string,
     dataset: string,
     key: string,
-    body: BatchBody,
+    batch: StagedBatch,
     bodySha256: string,
-    rows?: RowSource,
   ): Promise<{ status: 'applied' | 'duplicate'; upserts: number; deletes: number }> {
-    const columns = new Map(body.schema.columns.map((c) => [c.name, c]));
-    const keys = body.schema.key.map((k) => columns.get(k)!);
+    const { header: body, upserts, deletes } = batch;
+    const keys = keyColumns(body);
     const { table } = await this.dataset(tenant, dataset, keys, body.mode, body.schema.version);
-    let upserts = 0;
-    for (const c of body.changes) if (c.op === 'upsert') upserts++;
-    const deletes = body.changes.length - upserts;
     const client = await this.pool.connect().catch((error: unknown) => {
       throw toCdcError(error, 'PostgreSQL connect');
     });
@@ -263,7 +187,7 @@ export class ReceiverStore {
         return { status: 'duplicate' as const, upserts: 0, deletes: 0 };
       }
       const stage = await this.stageTable(client, table, keys.length);
-      await pipeline(Readable.from(copyLines(body, keys, rows)), client.query(copyStreams.from(`COPY ${stage} FROM STDIN`)));
+      await pipeline(Readable.from(batch.copy), client.query(copyStreams.from(`COPY ${stage} FROM STDIN`)));
       const t = this.db.quote(table);
       if (deletes > 0) {
         const match = keys.map((k, i) => `t.k${i} = ${fromText(k, `s.k${i}`)}`).join(' AND ');
@@ -394,7 +318,7 @@ export class ReceiverStore {
 
   /**
    * The dataset's digest (src/contract/digest.ts) over the rows held, in one streaming pass: the stored row text
-   * is the canonical one (the client's bytes where they equal `JSON.stringify` of the row, see slice.ts). With
+   * is the canonical one (the client's bytes where they equal `JSON.stringify` of the row, see scan.ts). With
    * `bucket`, also that bucket's keys and row hashes. An unknown dataset is an empty one.
    */
   async digest(tenant: string, dataset: string, buckets: number, bucket?: number): Promise<DatasetDigest & { bucket?: number; keys?: KeyHash[] }> {

@@ -2,7 +2,7 @@
  * Strict validation of Data Push API requests: JSON schemas for the structure (checked by fastify's ajv
  * before a handler runs) and value checks against the batch's own schema block. Every refusal says where.
  */
-import { ID_PATTERN, PART_PATTERN, type BatchBody, type WireColumn, type WireValue } from '../contract/wire.ts';
+import { ID_PATTERN, PART_PATTERN, type BatchBody, type WireColumn, type WireSchema, type WireValue } from '../contract/wire.ts';
 
 const TYPE_KINDS = ['boolean', 'int16', 'int32', 'int64', 'decimal', 'float32', 'float64', 'string', 'binary', 'uuid', 'date', 'time', 'timestamp', 'timestamptz'];
 const MODES = ['initial', 'incremental', 'resync'];
@@ -64,6 +64,14 @@ export const batchBodySchema = {
       },
     },
   },
+} as const;
+
+/** The batch schema without `changes`: a header alone, as the fast path (scan.ts) parses it. A "changes" member is refused. */
+const { changes: _changes, ...headerProperties } = batchBodySchema.properties;
+export const batchHeaderSchema = {
+  ...batchBodySchema,
+  required: batchBodySchema.required.filter((name) => name !== 'changes'),
+  properties: headerProperties,
 } as const;
 
 export const completeBodySchema = {
@@ -182,10 +190,10 @@ export function valueProblem(value: WireValue, column: WireColumn): string | nul
 }
 
 /** Problems with the schema block itself. */
-function schemaProblems(body: BatchBody): string[] {
+export function schemaProblems(schema: WireSchema): string[] {
   const problems: string[] = [];
   const names = new Set<string>();
-  for (const c of body.schema.columns) {
+  for (const c of schema.columns) {
     if (names.has(c.name)) problems.push(`schema.columns: duplicate column ${JSON.stringify(c.name)}`);
     names.add(c.name);
     if (c.type === 'decimal' && (c.precision === undefined || c.scale === undefined || c.scale > c.precision)) {
@@ -196,7 +204,7 @@ function schemaProblems(body: BatchBody): string[] {
     }
   }
   const keys = new Set<string>();
-  for (const k of body.schema.key) {
+  for (const k of schema.key) {
     if (!names.has(k)) problems.push(`schema.key: ${JSON.stringify(k)} is not a column`);
     if (keys.has(k)) problems.push(`schema.key: ${JSON.stringify(k)} repeated`);
     keys.add(k);
@@ -276,7 +284,7 @@ function present(value: unknown): boolean {
  * One pass, with checkers specialised per column; the reasons are those of `valueProblem`.
  */
 export function batchProblems(body: BatchBody, limit = 10): string[] {
-  const problems = schemaProblems(body);
+  const problems = schemaProblems(body.schema);
   if (problems.length > 0) return problems;
   const columns = new Map(body.schema.columns.map((c) => [c.name, c]));
   const keyColumns = body.schema.key.map((k) => columns.get(k)!);
