@@ -14,6 +14,9 @@ import type { Cell, ColumnSpec, ColumnType } from './types.ts';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
 /** Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01. */
 const PG_EPOCH_DAYS = 10_957;
 
@@ -126,12 +129,16 @@ function writeNumeric(out: BinaryCopyWriter, text: string): void {
   for (let g = first; g < last; g++) out.int16(groups[g]!);
 }
 
+/** Each character code's hex digit value, or -1. */
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
+  HEX_VALUE['0123456789ABCDEF'.charCodeAt(i)] = i;
+}
+
 /** The hex digit's value, or -1. */
 function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
+  return c < 128 ? HEX_VALUE[c]! : -1;
 }
 
 function writeUuid(out: BinaryCopyWriter, text: string): void {
@@ -242,6 +249,8 @@ function fieldWriter(type: ColumnType): FieldWriter {
  */
 export class BinaryCopyWriter {
   private buf: Buffer;
+  /** The same memory as `buf`: DataView's setters are inlined where Buffer's writers check every call. */
+  private view: DataView;
   private len = 0;
   private readonly chunkBytes: number;
   private readonly writers: FieldWriter[];
@@ -250,6 +259,7 @@ export class BinaryCopyWriter {
   constructor(columns: readonly ColumnSpec[], chunkBytes = 256 * 1024) {
     this.chunkBytes = chunkBytes;
     this.buf = Buffer.allocUnsafe(chunkBytes + 1024);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.writers = columns.map((c) => fieldWriter(c.type));
     this.names = columns.map((c) => c.name);
     SIGNATURE.copy(this.buf, 0);
@@ -272,9 +282,14 @@ export class BinaryCopyWriter {
     if (this.len + bytes > this.buf.length) {
       const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + bytes + 1024));
       this.buf.copy(bigger, 0, 0, this.len);
-      this.buf = bigger;
+      this.adopt(bigger);
     }
     return this.buf;
+  }
+
+  private adopt(buf: Buffer): void {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
   advance(bytes: number): void {
@@ -287,20 +302,30 @@ export class BinaryCopyWriter {
 
   /** An int16 of the format's own (counts, numeric's header words and digit groups, whose sign word is 0x4000 and up). */
   int16(v: number): void {
-    this.len = this.reserve(2).writeInt16BE(v << 16 >> 16, this.len);
+    this.reserve(2);
+    this.view.setInt16(this.len, v);
+    this.len += 2;
   }
 
   /** A smallint value: out of range throws, where int16 would wrap. */
   smallint(v: number): void {
-    this.len = this.reserve(2).writeInt16BE(v, this.len);
+    if (!Number.isInteger(v) || v < -32768 || v > 32767) throw new Error(`${v} is out of smallint range`);
+    this.int16(v);
   }
 
+  /** An int32: out of range or fractional throws, as Buffer's writer would. */
   int32(v: number): void {
-    this.len = this.reserve(4).writeInt32BE(v, this.len);
+    if ((v | 0) !== v) throw new Error(`${v} is out of integer range`);
+    this.reserve(4);
+    this.view.setInt32(this.len, v);
+    this.len += 4;
   }
 
   int64(v: bigint): void {
-    this.len = this.reserve(8).writeBigInt64BE(v, this.len);
+    if (v < INT64_MIN || v > INT64_MAX) throw new Error(`${v} is out of bigint range`);
+    this.reserve(8);
+    this.view.setBigInt64(this.len, v);
+    this.len += 8;
   }
 
   /**
@@ -310,31 +335,35 @@ export class BinaryCopyWriter {
   microseconds(days: number, us: number): void {
     const low = days * 500_654_080 + us;
     const carry = Math.floor(low / 4_294_967_296);
-    const buf = this.reserve(8);
-    buf.writeInt32BE(days * 20 + carry, this.len);
-    buf.writeUInt32BE(low - carry * 4_294_967_296, this.len + 4);
+    this.reserve(8);
+    this.view.setInt32(this.len, days * 20 + carry);
+    this.view.setUint32(this.len + 4, low - carry * 4_294_967_296);
     this.len += 8;
   }
 
   float32(v: number): void {
-    this.len = this.reserve(4).writeFloatBE(v, this.len);
+    this.reserve(4);
+    this.view.setFloat32(this.len, v);
+    this.len += 4;
   }
 
   float64(v: number): void {
-    this.len = this.reserve(8).writeDoubleBE(v, this.len);
+    this.reserve(8);
+    this.view.setFloat64(this.len, v);
+    this.len += 8;
   }
 
   /** A text field: its UTF-8 bytes after their length. */
   text(s: string): void {
     const buf = this.reserve(4 + s.length * 3);
     const n = buf.write(s, this.len + 4, 'utf8');
-    buf.writeInt32BE(n, this.len);
+    this.view.setInt32(this.len, n);
     this.len += 4 + n;
   }
 
   bytes(b: Buffer): void {
     const buf = this.reserve(4 + b.length);
-    buf.writeInt32BE(b.length, this.len);
+    this.view.setInt32(this.len, b.length);
     this.len += 4 + b.copy(buf, this.len + 4);
   }
 
@@ -363,7 +392,7 @@ export class BinaryCopyWriter {
 
   take(): Buffer {
     const out = this.buf.subarray(0, this.len);
-    this.buf = Buffer.allocUnsafe(this.chunkBytes + 1024);
+    this.adopt(Buffer.allocUnsafe(this.chunkBytes + 1024));
     this.len = 0;
     return out;
   }

@@ -97,6 +97,19 @@ describeEachDialect('dialect layer', (dialect) => {
     expect(offset![7]).toBe('2000-01-01T00:00:00.000000+00:00');
 
     await expect(t.db.bulkWrite({ name: 'binary_edges' }, columns, [[9, null, null, '31/12/1999', null, null, null, null]])).rejects.toThrow(/column "day": "31\/12\/1999" cannot be written as its type/);
+    // Integers out of their type's range, or with a fraction, are refused, not wrapped or truncated.
+    const ints: ColumnSpec[] = [
+      { name: 'id', type: { kind: 'int32' }, nullable: false },
+      { name: 'small', type: { kind: 'int16' }, nullable: true },
+      { name: 'big', type: { kind: 'int64' }, nullable: true },
+    ];
+    await createTable(t.db, 'binary_ints', ints);
+    const edges: Cell[][] = [[-2147483648, -32768, -9223372036854775808n], [2147483647, 32767, 9223372036854775807n]];
+    expect(await t.db.bulkWrite({ name: 'binary_ints' }, ints, edges)).toBe(2);
+    expect(await collect(t.db.readCells({ name: 'binary_ints' }, ints, { orderBy: ['id'] }))).toEqual(edges);
+    for (const [row, column] of [[[2147483648, null, null], 'id'], [[1.5, null, null], 'id'], [[3, 32768, null], 'small'], [[3, null, 9223372036854775808n], 'big']] as const) {
+      await expect(t.db.bulkWrite({ name: 'binary_ints' }, ints, [row as unknown as Cell[]])).rejects.toThrow(new RegExp(`column "${column}": .* cannot be written as its type`));
+    }
   });
 
   it('streams 200k rows with bounded memory', async () => {
