@@ -31,38 +31,47 @@ export function canonicalTimestamp(text: string, precision: number, withZone: bo
   return `${base}${zone}`;
 }
 
-/** Turn a driver value, or an exact text rendering made in SQL, into the canonical cell for its type. */
-export function toCell(value: unknown, type: ColumnType): Cell {
-  if (value === null || value === undefined) return null;
+/**
+ * The function turning a driver value, or an exact text rendering made in SQL, into the canonical cell of a
+ * column of `type`: chosen once per column, so that a read decides each cell's type by no switch of its own.
+ */
+export function cellReader(type: ColumnType): (value: unknown) => Cell {
   switch (type.kind) {
     case 'boolean':
-      return typeof value === 'boolean' ? value : value === 1 || value === 't' || value === 'true';
+      return (value) => (value == null ? null : typeof value === 'boolean' ? value : value === 1 || value === 't' || value === 'true');
     case 'int16':
     case 'int32':
-      return typeof value === 'number' ? value : Number(value);
-    case 'int64':
-      return typeof value === 'bigint' ? value : BigInt(value as string);
-    case 'float32':
-      return Math.fround(typeof value === 'number' ? value : Number(value));
     case 'float64':
-      return typeof value === 'number' ? value : Number(value);
+      return (value) => (value == null ? null : typeof value === 'number' ? value : Number(value));
+    case 'int64':
+      return (value) => (value == null ? null : typeof value === 'bigint' ? value : BigInt(value as string));
+    case 'float32':
+      return (value) => (value == null ? null : Math.fround(typeof value === 'number' ? value : Number(value)));
     case 'decimal':
-      return String(value);
     case 'string':
-      return String(value);
+      return (value) => (value == null ? null : String(value));
     case 'binary':
-      return Buffer.isBuffer(value) ? value : Buffer.from(value as Uint8Array);
+      return (value) => (value == null ? null : Buffer.isBuffer(value) ? value : Buffer.from(value as Uint8Array));
     case 'uuid':
-      return String(value).toLowerCase();
+      return (value) => (value == null ? null : String(value).toLowerCase());
     case 'date':
-      return String(value).slice(0, 10);
-    case 'time':
-      return canonicalTime(String(value), type.precision);
+      return (value) => (value == null ? null : String(value).slice(0, 10));
+    case 'time': {
+      const precision = type.precision;
+      return (value) => (value == null ? null : canonicalTime(String(value), precision));
+    }
     case 'timestamp':
-      return canonicalTimestamp(String(value), type.precision, false);
-    case 'timestamptz':
-      return canonicalTimestamp(String(value), type.precision, true);
+    case 'timestamptz': {
+      const { precision } = type;
+      const zoned = type.kind === 'timestamptz';
+      return (value) => (value == null ? null : canonicalTimestamp(String(value), precision, zoned));
+    }
   }
+}
+
+/** `cellReader(type)(value)`, for a single value. */
+export function toCell(value: unknown, type: ColumnType): Cell {
+  return cellReader(type)(value);
 }
 
 /** Equality of two cells, as a diff would decide it: exact bytes, exact digits. */

@@ -11,7 +11,7 @@ import sql from 'mssql';
 import { TDS_PACKET_SIZE, type MssqlConnectionConfig } from '../config/schema.ts';
 import { toCdcError } from '../errors/classify.ts';
 import { PermanentError } from '../errors/errors.ts';
-import { toCell } from './cells.ts';
+import { cellReader } from './cells.ts';
 import { quoteMssql, quoteQualified } from './identifiers.ts';
 import type { Cell, ColumnSpec, ColumnType, Db, DialectCapabilities, QualifiedName, Queryable, Row, StreamOptions } from './types.ts';
 
@@ -413,11 +413,11 @@ export class MssqlDb extends MssqlQueryable implements Db {
     columns: readonly ColumnSpec[],
     options: StreamOptions & { orderBy?: readonly string[] } = {},
   ): AsyncIterable<Cell[]> {
-    const types = columns.map((c) => c.type);
+    const readers = columns.map((c) => cellReader(c.type));
     // Rows as arrays (mssql's arrayRowMode): no object keyed by column name per row, no name lookups per cell.
     for await (const row of this.rows<unknown[]>(this.cellsQuery(from, columns, options.orderBy), 'sql' in from ? (from.params ?? []) : [], options, true)) {
-      const cells = new Array<Cell>(types.length);
-      for (let i = 0; i < types.length; i++) cells[i] = toCell(row[i], types[i]!);
+      const cells = new Array<Cell>(readers.length);
+      for (let i = 0; i < readers.length; i++) cells[i] = readers[i]!(row[i]);
       yield cells;
     }
   }

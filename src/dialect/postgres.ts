@@ -6,7 +6,7 @@ import Cursor from 'pg-cursor';
 import copyStreams from 'pg-copy-streams';
 import type { PostgresConnectionConfig } from '../config/schema.ts';
 import { toCdcError } from '../errors/classify.ts';
-import { toCell } from './cells.ts';
+import { cellReader } from './cells.ts';
 import { BinaryCopyWriter } from './postgres-binary.ts';
 import { quotePostgres, quoteQualified } from './identifiers.ts';
 import type { Cell, ColumnSpec, ColumnType, Db, DialectCapabilities, QualifiedName, Queryable, Row, StreamOptions } from './types.ts';
@@ -206,8 +206,12 @@ export class PostgresDb extends PgQueryable implements Db {
     const source = 'sql' in from ? `(${from.sql}) AS src` : this.table(from);
     const order = options.orderBy?.length ? ` ORDER BY ${options.orderBy.map((c) => quotePostgres(c)).join(', ')}` : '';
     const select = columns.map((c, i) => `${exactSelect(c)} AS c${i}`).join(', ');
+    const readers = columns.map((c) => cellReader(c.type));
+    const names = columns.map((_c, i) => `c${i}`);
     for await (const row of this.stream(`SELECT ${select} FROM ${source}${order}`, 'sql' in from ? (from.params ?? []) : [], options)) {
-      yield columns.map((c, i) => toCell(row[`c${i}`], c.type));
+      const cells = new Array<Cell>(readers.length);
+      for (let i = 0; i < readers.length; i++) cells[i] = readers[i]!(row[names[i]!]);
+      yield cells;
     }
   }
 
