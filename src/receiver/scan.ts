@@ -12,7 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { WireColumn } from '../contract/wire.ts';
-import { CopyChunks, copyText, type BatchHeader, type StagedBatch } from './staged.ts';
+import { CopyChunks, copyText, type BatchHeader, type BufferPool, type StagedBatch } from './staged.ts';
 import { schemaProblems, valueProblem } from './validate.ts';
 
 const CHANGES = Buffer.from('"changes":[');
@@ -346,7 +346,20 @@ function reorders(name: string): boolean {
  * The staged batch of `raw` when it is in the agent's compact framing and valid, else undefined (the full path
  * then parses and judges it). `headerValid` is the batch JSON schema without `changes` (validate.ts).
  */
-export function scanBatch(raw: Buffer, headerValid: (header: unknown) => boolean): StagedBatch | undefined {
+export function scanBatch(raw: Buffer, headerValid: (header: unknown) => boolean, pool?: BufferPool): StagedBatch | undefined {
+  // The lines are written into one buffer from `pool`, rarely grown: room for the entries they come from.
+  const room = raw.length + 4096;
+  const first = pool?.take(room);
+  const staged = scan(raw, headerValid, new CopyChunks(room, first));
+  if (!staged) {
+    if (first) pool!.give(first); // nothing refers to it once the scan gave way
+    return undefined;
+  }
+  const { batch, buffer } = staged;
+  return pool ? { ...batch, release: () => pool.give(buffer) } : batch;
+}
+
+function scan(raw: Buffer, headerValid: (header: unknown) => boolean, chunks: CopyChunks): { batch: StagedBatch; buffer: Buffer } | undefined {
   if (raw[0] !== OPEN || !isUtf8(raw)) return undefined;
   const changesAt = raw.indexOf(CHANGES);
   if (changesAt < 1 || raw[changesAt - 1] !== COMMA) return undefined;
@@ -380,8 +393,6 @@ export function scanBatch(raw: Buffer, headerValid: (header: unknown) => boolean
   let numbered = 0;
   let ascending = true;
   const seen = new Set<string | number>();
-  // Room for the lines, which are rarely longer than the entries they come from: one buffer, seldom grown.
-  const chunks = new CopyChunks(raw.length + 4096);
   const copy: Buffer[] = [];
   const state: ValueState = { canonical: true, escaped: false, decoded: '' };
   let upserts = 0;
@@ -465,7 +476,6 @@ export function scanBatch(raw: Buffer, headerValid: (header: unknown) => boolean
       upserts++;
     }
     chunks.byte(NEWLINE);
-    if (chunks.length >= 256 * 1024) copy.push(chunks.take());
 
     at = objectEnd + 1;
     if (raw[at] === COMMA) {
@@ -475,6 +485,8 @@ export function scanBatch(raw: Buffer, headerValid: (header: unknown) => boolean
     if (raw[at] === CLOSE_ARRAY && raw[at + 1] === CLOSE && at + 2 === raw.length) break;
     return undefined;
   }
-  if (chunks.length > 0) copy.push(chunks.take());
-  return { header, upserts, deletes, copy };
+  // Handed over as slices of the one buffer (pg-copy-streams sends each as a CopyData message of its own).
+  const { written, buffer } = chunks.finish();
+  for (let from = 0; from < written.length; from += 256 * 1024) copy.push(written.subarray(from, Math.min(written.length, from + 256 * 1024)));
+  return { batch: { header, upserts, deletes, copy }, buffer };
 }
