@@ -13,7 +13,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { WireColumn } from '../contract/wire.ts';
 import { CopyChunks, copyText, type BatchHeader, type BufferPool, type StagedBatch } from './staged.ts';
-import { schemaProblems, valueProblem } from './validate.ts';
+import { INT_RANGE, schemaProblems, valueProblem } from './validate.ts';
 
 const CHANGES = Buffer.from('"changes":[');
 const UPSERT = Buffer.from('{"op":"upsert","row":{');
@@ -21,6 +21,8 @@ const DELETE = Buffer.from('{"op":"delete","key":{');
 const NAN = Buffer.from('"NaN"');
 const INFINITY = Buffer.from('"Infinity"');
 const MINUS_INFINITY = Buffer.from('"-Infinity"');
+/** The strings a float column may hold instead of a number. */
+const NON_FINITE = [NAN, INFINITY, MINUS_INFINITY];
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const OPEN = 0x7b;
@@ -97,8 +99,8 @@ function planOf(column: WireColumn, keys: readonly string[]): Plan {
     scale: column.scale ?? 0,
     precision: column.precision ?? 0,
     temporal: column.type === 'time' || column.type === 'timestamptz' ? column.type : 'timestamp',
-    min: column.type === 'int16' ? -32768 : -2147483648,
-    max: column.type === 'int16' ? 32767 : 2147483647,
+    min: INT_RANGE[column.type === 'int16' ? 'int16' : 'int32'][0],
+    max: INT_RANGE[column.type === 'int16' ? 'int16' : 'int32'][1],
   };
 }
 
@@ -197,7 +199,7 @@ function numberEnd(raw: Buffer, at: number, state: ValueState): number {
   let plain = true;
   let exponent = false;
   if (raw[i] === 0x30) i++;
-  else if (isDigit(raw[i]) && raw[i] !== 0x30) while (isDigit(raw[i])) i++;
+  else if (isDigit(raw[i])) while (isDigit(raw[i])) i++;
   else return -1;
   if (raw[i] === 0x2e) {
     i++;
@@ -224,7 +226,7 @@ function numberEnd(raw: Buffer, at: number, state: ValueState): number {
 
 /**
  * Whether the number `raw[from, to)` (JSON's grammar, no exponent) is surely spelt as JavaScript spells it, without
- * converting it: no exponent, at most 15 significant digits (so no shorter decimal reads back as the same
+ * converting it: at most 15 significant digits (so no shorter decimal reads back as the same
  * double), no trailing fractional zero, not -0, and in the range JavaScript writes without an exponent.
  * False means "convert and compare", not "not canonical".
  */
@@ -272,7 +274,7 @@ function valueEnd(raw: Buffer, at: number, plan: Plan, state: ValueState): numbe
     }
     case Check.Float: {
       if (first === QUOTE) {
-        for (const word of [NAN, INFINITY, MINUS_INFINITY]) if (matches(raw, at, word)) return at + word.length;
+        for (const word of NON_FINITE) if (matches(raw, at, word)) return at + word.length;
         return -1;
       }
       const end = numberEnd(raw, at, state);

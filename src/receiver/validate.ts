@@ -102,7 +102,7 @@ export const digestQuerySchema = {
   properties: { buckets: { type: 'string', pattern: '^[1-9][0-9]{0,4}$' }, bucket: { type: 'string', pattern: '^(0|[1-9][0-9]{0,4})$' } },
 } as const;
 
-const INT_RANGE = { int16: [-32768, 32767], int32: [-2147483648, 2147483647] } as const;
+export const INT_RANGE = { int16: [-32768, 32767], int32: [-2147483648, 2147483647] } as const;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
