@@ -1,5 +1,6 @@
 /** Shared plumbing for benchmarks: a PostgreSQL server (CDC_BENCH_PG_URL, else embedded) and figures output. */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -157,7 +158,10 @@ export function startAgent(configPath: string, execArgv: string[] = []): AgentPr
   });
   const lines: LogLine[] = [];
   let rest = '';
+  // CDC_BENCH_AGENT_LOG=<file>: every line the agent logs, as it came (with CDC_BENCH_LOG=debug for the most).
+  const keep = process.env.CDC_BENCH_AGENT_LOG ? createWriteStream(process.env.CDC_BENCH_AGENT_LOG, { flags: 'a' }) : undefined;
   child.stderr!.on('data', (chunk: Buffer) => {
+    keep?.write(chunk);
     const text = rest + chunk.toString('utf8');
     const parts = text.split('\n');
     rest = parts.pop() ?? '';

@@ -194,15 +194,29 @@ export class AgentDaemon {
     const { config, queue, controlDb, sources } = this.options;
     const log = this.log.child({ tenant: job.tenant, source: job.source, jobId: job.id, kind: job.kind });
     const abort = new AbortController();
+    // One beat at a time: a beat still waiting on the control database is not joined by more.
+    let beating = false;
     const heartbeat = setInterval(() => {
-      queue.heartbeat(job, config.worker.leaseMs).catch((error: unknown) => {
-        if (error instanceof LeaseLostError) {
-          log.warn('lease lost; stopping this job without writing anything more');
-          abort.abort(error);
-        } else {
-          log.warn({ err: error }, 'heartbeat failed; will retry at the next beat');
-        }
-      });
+      if (beating) return;
+      beating = true;
+      const beatAt = Date.now();
+      queue
+        .heartbeat(job, config.worker.leaseMs)
+        .then(() => {
+          const ms = Date.now() - beatAt;
+          if (ms > config.worker.heartbeatMs) {
+            log.warn({ ms, leaseMs: config.worker.leaseMs }, 'heartbeat was slow: the control database took longer than a beat to renew the lease; at the lease length another replica takes the job over');
+          }
+        })
+        .catch((error: unknown) => {
+          if (error instanceof LeaseLostError) {
+            log.warn('lease lost; stopping this job without writing anything more');
+            abort.abort(error);
+          } else {
+            log.warn({ err: error }, 'heartbeat failed; will retry at the next beat');
+          }
+        })
+        .finally(() => (beating = false));
     }, config.worker.heartbeatMs);
     log.info({ attempt: job.attempts, phase: job.phase }, 'job claimed');
     const started = Date.now();

@@ -61,7 +61,9 @@ export async function openRuntime(loaded: LoadedConfig, options: { logLevel?: st
   // The daemon (probe: false) waits for its database and migrations itself; every other command needs both now.
   const probe = options.probe ?? true;
   const controlDb = await openControl(loaded, probe, options.requireSchema ?? probe);
-  const queue = createJobQueue(controlDb);
+  // Heartbeats get a connection of their own (opened at the first one), so that job work never delays a lease.
+  const leaseDb = await connect({ ...loaded.config.control, poolMax: 1 }, { probe: false });
+  const queue = createJobQueue(controlDb, { leaseDb });
   const sources = new SourceConnections(loaded.config);
   const telemetry = await createTelemetry(loaded.config, { secrets: () => loaded.secrets.values() });
   return {
@@ -76,6 +78,7 @@ export async function openRuntime(loaded: LoadedConfig, options: { logLevel?: st
       await telemetry.flush().catch(() => {});
       await telemetry.close().catch(() => {});
       await sources.closeAll();
+      await leaseDb.close().catch(() => {});
       await controlDb.close();
     },
   };

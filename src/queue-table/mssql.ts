@@ -51,7 +51,7 @@ SELECT CAST(@id AS nvarchar(20)) AS id,
 UPDATE dbo.cdc_jobs WITH (ROWLOCK, READPAST, READCOMMITTEDLOCK)
 SET status = N'dead', finished_at = SYSUTCDATETIME(), updated_at = SYSUTCDATETIME(), lease_token = NULL, lease_until = NULL,
     last_error = CONCAT(N'Lease of worker ', lease_owner, N' expired during attempt ', attempts, N' of ', max_attempts,
-                        N': the worker stopped heartbeating (crash, SIGKILL or lost connection) and no attempt is left, so the job is dead-lettered.',
+                        N': the worker stopped heartbeating (crash, SIGKILL, lost connection or a control database too slow to renew it) and no attempt is left, so the job is dead-lettered.',
                         N'' + NCHAR(10) + N'The attempt before failed with: ' + last_error)
 WHERE status = N'running' AND lease_until < SYSUTCDATETIME() AND attempts >= max_attempts;`,
 

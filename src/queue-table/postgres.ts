@@ -31,7 +31,7 @@ SELECT (SELECT id::text FROM ins) AS id,
   reapExpired: `
 UPDATE cdc_jobs AS t
 SET status = 'dead', finished_at = now(), updated_at = now(), lease_token = NULL, lease_until = NULL,
-    last_error = format('Lease of worker %s expired during attempt %s of %s: the worker stopped heartbeating (crash, SIGKILL or lost connection) and no attempt is left, so the job is dead-lettered.',
+    last_error = format('Lease of worker %s expired during attempt %s of %s: the worker stopped heartbeating (crash, SIGKILL, lost connection or a control database too slow to renew it) and no attempt is left, so the job is dead-lettered.',
                         t.lease_owner, t.attempts, t.max_attempts)
                  || COALESCE(E'\nThe attempt before failed with: ' || t.last_error, '')
 WHERE t.id IN (SELECT id FROM cdc_jobs

@@ -184,6 +184,12 @@ export interface JobQueueOptions {
   random?: () => number;
   /** max_attempts of jobs enqueued without one (config worker.maxAttempts). */
   defaultMaxAttempts?: number;
+  /**
+   * The connection heartbeats go through, kept apart from the pool the jobs work on: a job's long COPY holds a
+   * pooled connection for as long as its source streams, and a heartbeat queued behind such work would let the
+   * lease lapse while the job is healthy (test/agent/leases.test.ts). Default: the queue's own database.
+   */
+  leaseDb?: Db;
 }
 
 const STATEMENTS: Record<DialectName, QueueStatements> = { postgres: postgresQueueStatements, mssql: mssqlQueueStatements };
@@ -229,6 +235,7 @@ export function describeError(error: unknown): string {
 
 class TableJobQueue implements JobQueue {
   private readonly db: Db;
+  private readonly leaseDb: Db;
   private readonly sql: QueueStatements;
   private readonly backoff: BackoffPolicy;
   private readonly random: () => number;
@@ -236,6 +243,7 @@ class TableJobQueue implements JobQueue {
 
   constructor(db: Db, options: JobQueueOptions) {
     this.db = db;
+    this.leaseDb = options.leaseDb ?? db;
     this.sql = STATEMENTS[db.dialect];
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.random = options.random ?? Math.random;
@@ -301,7 +309,7 @@ class TableJobQueue implements JobQueue {
   }
 
   async heartbeat(job: JobLease, leaseMs: number): Promise<void> {
-    await this.fencedWrite(job, this.sql.heartbeat, [positiveInt(leaseMs, 'leaseMs')]);
+    await this.fencedWrite(job, this.sql.heartbeat, [positiveInt(leaseMs, 'leaseMs')], this.leaseDb);
   }
 
   async setProgress(job: JobLease, p: { phase?: string; runId?: string; stats?: Record<string, unknown> }): Promise<void> {
