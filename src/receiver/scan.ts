@@ -427,13 +427,12 @@ function scan(raw: Buffer, headerValid: (header: unknown) => boolean, chunks: Co
     if (raw[p] !== CLOSE || raw[p + 1] !== CLOSE) return undefined;
     const objectEnd = p + 1;
 
-    // The staging line: op, the key texts, the row text.
-    chunks.byte(upsert ? 0x55 : 0x44);
+    // The staging line: the key texts, the row text (NULL for a delete).
     let id = '';
     let number = -1;
     for (let k = 0; k < keyCount; k++) {
       const decoded = keyDecoded[k];
-      chunks.byte(TAB);
+      if (k > 0) chunks.byte(TAB);
       if (decoded !== undefined) {
         const text = copyText(decoded);
         chunks.text(text);

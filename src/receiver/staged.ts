@@ -1,6 +1,7 @@
 /**
- * A batch as the reference receiver stages it: one line of COPY text per change (op, the key columns as text in
- * the schema's key order, the row's JSON text), which the store COPYs into its temporary staging table. Two
+ * A batch as the reference receiver stages it: one line of COPY text per change (the key columns as text in the
+ * schema's key order, then the row's JSON text, or NULL for a delete), which the store COPYs into its temporary
+ * staging table, or, for a batch of upserts into a table that held none of its keys, straight into its table. Two
  * producers write it, and must write the same bytes for the same batch: `stageParsed` from a parsed and
  * validated body, and `scanBatch` (scan.ts) straight from the agent's compact bytes.
  */
@@ -13,8 +14,8 @@ export interface StagedBatch {
   header: BatchHeader;
   upserts: number;
   deletes: number;
-  /** The staging COPY text, in chunks of a few hundred kilobytes. */
-  copy: Iterable<Buffer>;
+  /** The staging COPY text, in chunks of a few hundred kilobytes; read more than once if need be. */
+  copy: readonly Buffer[];
   /** Hands the memory of `copy` back for the next batch: only once nothing will read it again (the COPY is done). */
   release?: () => void;
 }
@@ -105,15 +106,16 @@ export function stageParsed(body: BatchBody): StagedBatch {
   let upserts = 0;
   for (const c of body.changes) if (c.op === 'upsert') upserts++;
   const { changes, ...header } = body;
-  return { header, upserts, deletes: changes.length - upserts, copy: copyLines(changes, keyColumns(header)) };
+  // An array, not the generator: a COPY straight into the table that meets a key is staged again from the start.
+  return { header, upserts, deletes: changes.length - upserts, copy: [...copyLines(changes, keyColumns(header))] };
 }
 
 function* copyLines(changes: BatchBody['changes'], keys: readonly WireColumn[]): Generator<Buffer> {
   const chunks = new CopyChunks();
   for (const change of changes) {
     const values = change.op === 'upsert' ? change.row : change.key;
-    let line = change.op === 'upsert' ? 'U' : 'D';
-    for (const k of keys) line += `\t${copyText(values[k.name])}`;
+    let line = '';
+    for (const [i, k] of keys.entries()) line += `${i === 0 ? '' : '\t'}${copyText(values[k.name])}`;
     chunks.text(change.op === 'delete' ? `${line}\t\\N\n` : `${line}\t${copyText(JSON.stringify(change.row))}\n`);
     if (chunks.length >= 256 * 1024) yield chunks.take();
   }

@@ -116,6 +116,32 @@ describe('reference receiver bulk apply', () => {
     expect(await stats('race')).toMatchObject({ rowsHeld: 500, batchesApplied: 1, replaysDeduped: 5 });
   });
 
+  it('a run that began on an empty table is COPYed straight in; a batch meeting a key already there is staged after all, with the same result', async () => {
+    const note = (i: number, v: string) => upsert({ region: 'r', n: i, note: `${v} ${i}`, price: `${i}.25` });
+    const range = (from: number, to: number, v: string) => Array.from({ length: to - from }, (_, i) => note(from + i, v));
+    const complete = async (runId: string, mode: string, counts: { batches: number; upserts: number; sourceRows: number }) => {
+      const response = await fetch(`${rx.url}/tenants/acme/datasets/direct/runs/${runId}/complete`, {
+        method: 'POST',
+        body: JSON.stringify({ runId, mode, schemaVersion: wireSchema(COMPOSITE).version, deletes: 0, ...counts }),
+        headers: { ...AUTH, 'idempotency-key': `${runId}.complete` },
+      });
+      return response.json();
+    };
+    // Onboarding: batch 1 goes straight in; batch 2 (not something the agent sends) meets keys 5-9, so it is staged and
+    // those rows updated; batch 3 comes after the conflict and is staged too.
+    for (const [batch, entries] of [[1, range(0, 10, 'first')], [2, range(5, 15, 'second')], [3, range(20, 22, 'third')]] as const) {
+      expect((await send('direct', COMPOSITE, 'run-x', batch, [...entries])).status).toBe(201);
+    }
+    const expected = [...range(0, 5, 'first'), ...range(5, 15, 'second'), ...range(20, 22, 'third')].map((e) => JSON.stringify((JSON.parse(e) as { row: unknown }).row));
+    expect(await rows('direct')).toEqual(expected);
+    // Every row carries its run, whichever way it went in: the full run's completion removes none of them.
+    expect(await complete('run-x', 'initial', { batches: 3, upserts: 22, sourceRows: 17 })).toEqual({ status: 'reconciled', problems: [], removed: 0 });
+    // A resync begins on a full table, so it is staged from its first batch, and sweeps what it did not send.
+    expect((await send('direct', COMPOSITE, 'run-y', 1, range(0, 3, 'again'))).status).toBe(201);
+    expect(await complete('run-y', 'resync', { batches: 1, upserts: 3, sourceRows: 3 })).toEqual({ status: 'reconciled', problems: [], removed: 14 });
+    expect(await rows('direct')).toEqual(range(0, 3, 'again').map((e) => JSON.stringify((JSON.parse(e) as { row: unknown }).row)));
+  });
+
   it('rolls a failed batch back entirely (ledger and staging alike) so that its retry applies', async () => {
     // 2024-02-30 has the contract's shape, but PostgreSQL refuses it as a date key: the transaction fails after
     // the staging table was created and loaded on that connection.
