@@ -201,7 +201,6 @@ export class ReceiverStore {
         return { status: 'duplicate' as const, upserts: 0, deletes: 0 };
       }
       const t = this.db.quote(table);
-      const kcols = keys.map((_, i) => `k${i}`).join(', ');
       let stage: string | undefined;
       if (!(await this.copyDirect(client, table, keys, batch))) {
         stage = await this.stageTable(client, table, keys.length);
@@ -212,6 +211,7 @@ export class ReceiverStore {
         }
         if (upserts > 0) {
           const select = keys.map((k, i) => fromText(k, `s.k${i}`)).join(', ');
+          const kcols = keys.map((_, i) => `k${i}`).join(', ');
           await client.query(
             `INSERT INTO ${t} (${kcols}, row_json, run_id) SELECT ${select}, s.row_json, $1 FROM ${stage} AS s WHERE s.row_json IS NOT NULL
              ON CONFLICT (${kcols}) DO UPDATE SET row_json = EXCLUDED.row_json, run_id = EXCLUDED.run_id`,
@@ -274,7 +274,7 @@ export class ReceiverStore {
   }
 
   /**
-   * This connection's temporary staging table for `table` (op, key columns as text, row text), emptied at every
+   * This connection's temporary staging table for `table` (key columns as text, row text or NULL for a delete), emptied at every
    * commit. Created inside the batch's transaction and remembered only once that transaction commits.
    */
   private async stageTable(client: pg.PoolClient, table: string, keyCount: number): Promise<string> {
